@@ -1,0 +1,1 @@
+"""dicomvault: the command and the process that wires every layer together."""

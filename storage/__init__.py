@@ -1,0 +1,1 @@
+"""Object stores and envelope encryption: bytes, keys and buckets, nothing of DICOM."""
