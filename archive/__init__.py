@@ -1,0 +1,1 @@
+"""The archive domain: ingest, query, retrieve, and the index behind them."""
