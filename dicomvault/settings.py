@@ -53,7 +53,9 @@ class Settings:
     s3_secure: bool = field(default=False, metadata={"doc": "Use HTTPS for S3"})
     duplicate_policy: str = field(
         default="reject",
-        metadata={"doc": "Changed content under a known SOP Instance UID: reject|replace"},
+        metadata={
+            "doc": "Changed content under a known SOP Instance UID: reject|replace"
+        },
     )
     db_pool_size: int = field(default=10, metadata={"doc": "Index connections"})
     chunk_bytes: int = field(
@@ -133,7 +135,9 @@ def load_settings(
         if key in env:
             values[item.name] = _convert(key, str(item.type), env[key])
     settings = replace(Settings(), **values)
-    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    settings = replace(
+        settings, **{k: v for k, v in overrides.items() if v is not None}
+    )
     _check(settings)
     return settings
 
@@ -144,7 +148,9 @@ def _check(settings: Settings) -> None:
         if not 0 <= port <= 65535:
             raise SettingsError(f"{name} must be 0..65535, got {port!r}")
     if not 0 < len(settings.ae_title.strip()) <= 16:
-        raise SettingsError(f"ae_title must be 1..16 characters, got {settings.ae_title!r}")
+        raise SettingsError(
+            f"ae_title must be 1..16 characters, got {settings.ae_title!r}"
+        )
     if settings.duplicate_policy not in _DUPLICATE_POLICIES:
         raise SettingsError(
             f"duplicate_policy must be one of {_DUPLICATE_POLICIES}, "
@@ -155,7 +161,9 @@ def _check(settings: Settings) -> None:
             f"chunk_bytes must be 4096..16777216, got {settings.chunk_bytes!r}"
         )
     if settings.db_pool_size < 1:
-        raise SettingsError(f"db_pool_size must be at least 1, got {settings.db_pool_size!r}")
+        raise SettingsError(
+            f"db_pool_size must be at least 1, got {settings.db_pool_size!r}"
+        )
     resolved = settings.data_dir.resolve()
     if resolved == Path("/root") or Path("/root") in resolved.parents:
         if settings.database_url is None:

@@ -1,0 +1,332 @@
+"""The archive index on PostgreSQL through asyncpg: rows in, rows out, no DICOM."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from archive._sql import compile_search
+from archive.errors import StoreUnavailable
+from archive.query import Query
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """Columns of one study row as ingest fills them."""
+
+    values: dict[str, Any]
+    attributes: str
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    """Columns of one series row as ingest fills them."""
+
+    values: dict[str, Any]
+    attributes: str
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """Columns of one instance row as ingest fills them."""
+
+    values: dict[str, Any]
+    metadata: str
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """What the index knows of a stored instance, enough to read it back."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    object_key: str
+    object_size: int
+    sha256: bytes
+    offsets_valid: bool
+    number_of_frames: int | None
+    rows: int | None
+    columns: int | None
+    bits_allocated: int | None
+    samples_per_pixel: int | None
+    bulk: list[list[Any]]
+    frames: list[list[list[int]]] | None
+
+
+_STORED_COLUMNS = (
+    "study.study_instance_uid, series.series_instance_uid, instance.sop_instance_uid, "
+    "instance.sop_class_uid, instance.transfer_syntax_uid, instance.object_key, "
+    "instance.object_size, instance.sha256, instance.offsets_valid, "
+    "instance.number_of_frames, instance.rows, instance.columns, "
+    "instance.bits_allocated, instance.samples_per_pixel, instance.bulk, "
+    "instance.frames"
+)
+_JOIN = (
+    "instance JOIN series ON series.pk = instance.series_pk "
+    "JOIN study ON study.pk = series.study_pk"
+)
+
+
+def _stored(record: asyncpg.Record) -> StoredInstance:
+    frames = record["frames"]
+    return StoredInstance(
+        study_instance_uid=record["study_instance_uid"],
+        series_instance_uid=record["series_instance_uid"],
+        sop_instance_uid=record["sop_instance_uid"],
+        sop_class_uid=record["sop_class_uid"],
+        transfer_syntax_uid=record["transfer_syntax_uid"],
+        object_key=record["object_key"],
+        object_size=record["object_size"],
+        sha256=bytes(record["sha256"]),
+        offsets_valid=record["offsets_valid"],
+        number_of_frames=record["number_of_frames"],
+        rows=record["rows"],
+        columns=record["columns"],
+        bits_allocated=record["bits_allocated"],
+        samples_per_pixel=record["samples_per_pixel"],
+        bulk=json.loads(record["bulk"]),
+        frames=json.loads(frames) if frames is not None else None,
+    )
+
+
+def _insert_sql(table: str, values: dict[str, Any], extra: dict[str, str]) -> str:
+    names = list(values) + list(extra)
+    placeholders = [f"${i}" for i in range(1, len(values) + 1)] + list(extra.values())
+    return (
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(placeholders)})"
+    )
+
+
+class Index:
+    """The index database: a pool of connections and the statements we run."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, pool_size: int) -> Index:
+        """Open a connection pool to the index database."""
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=pool_size, command_timeout=60
+        )
+        assert pool is not None
+        return cls(pool)
+
+    async def close(self) -> None:
+        """Close every connection (waits for queries in flight)."""
+        await self._pool.close()
+
+    async def ping(self) -> bool:
+        """Tell whether the database answers a trivial query."""
+        try:
+            return bool(await self._pool.fetchval("SELECT 1"))
+        except (OSError, asyncpg.PostgresError):
+            return False
+
+    async def find_instance(self, sop_instance_uid: str) -> StoredInstance | None:
+        """Look up one instance by SOP Instance UID."""
+        record = await self._pool.fetchrow(
+            f"SELECT {_STORED_COLUMNS} FROM {_JOIN} "
+            "WHERE instance.sop_instance_uid = $1",
+            sop_instance_uid,
+        )
+        return _stored(record) if record is not None else None
+
+    async def insert_instance(
+        self, study: StudyRow, series: SeriesRow, instance: InstanceRow
+    ) -> bool:
+        """Add an instance with its study and series in one transaction.
+
+        Returns False, changing nothing, when the SOP Instance UID is already
+        indexed (a concurrent sender won the race).
+        """
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                study_pk = await self._upsert_study(conn, study)
+                series_pk = await self._upsert_series(conn, series, study_pk)
+                values = dict(instance.values, series_pk=series_pk)
+                sql = _insert_sql(
+                    "instance", values, {"metadata": f"${len(values) + 1}::jsonb"}
+                )
+                pk = await conn.fetchval(
+                    sql + " ON CONFLICT (sop_instance_uid) DO NOTHING RETURNING pk",
+                    *values.values(),
+                    instance.metadata,
+                )
+                return pk is not None
+        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError) as error:
+            raise StoreUnavailable(f"The index cannot be reached: {error}") from error
+
+    async def replace_instance(
+        self, study: StudyRow, series: SeriesRow, instance: InstanceRow
+    ) -> str | None:
+        """Swap the indexed instance for a new version; return the old object key."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            old = await conn.fetchrow(
+                "DELETE FROM instance WHERE sop_instance_uid = $1 "
+                "RETURNING object_key, series_pk",
+                instance.values["sop_instance_uid"],
+            )
+            study_pk = await self._upsert_study(conn, study)
+            series_pk = await self._upsert_series(conn, series, study_pk)
+            values = dict(instance.values, series_pk=series_pk)
+            sql = _insert_sql(
+                "instance", values, {"metadata": f"${len(values) + 1}::jsonb"}
+            )
+            await conn.execute(sql, *values.values(), instance.metadata)
+            if old is None:
+                return None
+            await self._drop_if_empty(conn, old["series_pk"])
+            return str(old["object_key"])
+
+    async def _upsert_study(self, conn: asyncpg.Connection, study: StudyRow) -> int:
+        values = study.values
+        sql = _insert_sql("study", values, {"attributes": f"${len(values) + 1}::jsonb"})
+        # DO UPDATE (not DO NOTHING) so that RETURNING sees the existing row.
+        pk = await conn.fetchval(
+            sql + " ON CONFLICT (study_instance_uid) DO UPDATE "
+            "SET updated_at = now() RETURNING pk",
+            *values.values(),
+            study.attributes,
+        )
+        return int(pk)
+
+    async def _upsert_series(
+        self, conn: asyncpg.Connection, series: SeriesRow, study_pk: int
+    ) -> int:
+        values = dict(series.values, study_pk=study_pk)
+        sql = _insert_sql(
+            "series", values, {"attributes": f"${len(values) + 1}::jsonb"}
+        )
+        row = await conn.fetchrow(
+            sql + " ON CONFLICT (series_instance_uid) DO UPDATE "
+            "SET series_instance_uid = EXCLUDED.series_instance_uid "
+            "RETURNING pk, study_pk",
+            *values.values(),
+            series.attributes,
+        )
+        assert row is not None
+        return int(row["pk"])
+
+    async def _drop_if_empty(self, conn: asyncpg.Connection, series_pk: int) -> None:
+        study_pk = await conn.fetchval(
+            "DELETE FROM series WHERE pk = $1 AND NOT EXISTS "
+            "(SELECT 1 FROM instance WHERE instance.series_pk = series.pk) "
+            "RETURNING study_pk",
+            series_pk,
+        )
+        if study_pk is not None:
+            await conn.execute(
+                "DELETE FROM study WHERE pk = $1 AND NOT EXISTS "
+                "(SELECT 1 FROM series WHERE series.study_pk = study.pk)",
+                study_pk,
+            )
+
+    async def search(
+        self, query: Query
+    ) -> tuple[list[asyncpg.Record], tuple[str, ...]]:
+        """Run a compiled search; return the rows and the keys not matched."""
+        compiled = compile_search(query)
+        logger.debug("Search SQL %s", compiled.sql)
+        rows = await self._pool.fetch(compiled.sql, *compiled.params)
+        return rows, compiled.unsupported
+
+    async def study_counts(self, study_pks: Sequence[int]) -> dict[int, asyncpg.Record]:
+        """Series count, instance count, modalities and SOP classes per study."""
+        rows = await self._pool.fetch(
+            "SELECT series.study_pk, count(DISTINCT series.pk) AS series_count, "
+            "count(instance.pk) AS instance_count, "
+            "array_remove(array_agg(DISTINCT NULLIF(series.modality, '')), NULL) "
+            "AS modalities, array_agg(DISTINCT instance.sop_class_uid) AS sop_classes "
+            "FROM series JOIN instance ON instance.series_pk = series.pk "
+            "WHERE series.study_pk = ANY($1::bigint[]) GROUP BY series.study_pk",
+            list(study_pks),
+        )
+        return {row["study_pk"]: row for row in rows}
+
+    async def series_counts(self, series_pks: Sequence[int]) -> dict[int, int]:
+        """Instance count per series."""
+        rows = await self._pool.fetch(
+            "SELECT series_pk, count(*) AS n FROM instance "
+            "WHERE series_pk = ANY($1::bigint[]) GROUP BY series_pk",
+            list(series_pks),
+        )
+        return {row["series_pk"]: row["n"] for row in rows}
+
+    async def patient_counts(
+        self, patients: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], asyncpg.Record]:
+        """Study, series and instance counts per (patient_id, issuer)."""
+        rows = await self._pool.fetch(
+            "SELECT study.patient_id, study.issuer_of_patient_id, "
+            "count(DISTINCT study.pk) AS studies, count(DISTINCT series.pk) AS series, "
+            "count(instance.pk) AS instances FROM study "
+            "JOIN series ON series.study_pk = study.pk "
+            "JOIN instance ON instance.series_pk = series.pk "
+            "WHERE (study.patient_id, study.issuer_of_patient_id) IN "
+            "(SELECT * FROM unnest($1::text[], $2::text[])) "
+            "GROUP BY study.patient_id, study.issuer_of_patient_id",
+            [p[0] for p in patients],
+            [p[1] for p in patients],
+        )
+        return {(r["patient_id"], r["issuer_of_patient_id"]): r for r in rows}
+
+    async def stored_instances(
+        self,
+        study_instance_uid: str,
+        series_instance_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+    ) -> list[StoredInstance]:
+        """Every stored instance of a study, series or one instance, in order."""
+        sql, args = self._scoped(
+            study_instance_uid, series_instance_uid, sop_instance_uid
+        )
+        records = await self._pool.fetch(
+            f"SELECT {_STORED_COLUMNS} FROM {_JOIN} WHERE {sql} "
+            "ORDER BY series.series_number NULLS LAST, series.pk, "
+            "instance.instance_number NULLS LAST, instance.pk",
+            *args,
+        )
+        return [_stored(record) for record in records]
+
+    async def metadata(
+        self,
+        study_instance_uid: str,
+        series_instance_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+    ) -> list[str]:
+        """The stored DICOM JSON (as text) of each instance in scope, in order."""
+        sql, args = self._scoped(
+            study_instance_uid, series_instance_uid, sop_instance_uid
+        )
+        records = await self._pool.fetch(
+            f"SELECT instance.metadata FROM {_JOIN} WHERE {sql} "
+            "ORDER BY series.series_number NULLS LAST, series.pk, "
+            "instance.instance_number NULLS LAST, instance.pk",
+            *args,
+        )
+        return [record["metadata"] for record in records]
+
+    @staticmethod
+    def _scoped(
+        study: str, series: str | None, sop: str | None
+    ) -> tuple[str, list[str]]:
+        conditions = ["study.study_instance_uid = $1"]
+        args = [study]
+        if series is not None:
+            args.append(series)
+            conditions.append(f"series.series_instance_uid = ${len(args)}")
+        if sop is not None:
+            args.append(sop)
+            conditions.append(f"instance.sop_instance_uid = ${len(args)}")
+        return " AND ".join(conditions), args

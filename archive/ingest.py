@@ -1,0 +1,181 @@
+"""The ingest path shared by every front-end (ARCHITECTURE.md, "Ingest").
+
+parse the header -> validate -> hash -> seal and write the object -> one index
+transaction. The object is written first and the index second; a failure after
+the write removes the object again, so no index row ever points at nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import BinaryIO
+
+from archive.errors import DuplicateConflict, StoreUnavailable, StudyMismatch
+from archive.index import Index
+from archive.parse import ParsedInstance, parse_instance
+from archive.records import index_rows
+from storage.base import ObjectStore
+from storage.envelope import seal
+from storage.errors import StorageError
+from storage.keys import KeyProvider
+
+logger = logging.getLogger(__name__)
+
+_READ_BYTES = 1 << 20
+
+
+class Outcome(str, Enum):
+    """How a store request ended for one instance."""
+
+    STORED = "stored"
+    ALREADY_STORED = "already stored"
+    REPLACED = "replaced"
+
+
+class DuplicatePolicy(str, Enum):
+    """What happens when a known SOP Instance UID arrives with other content."""
+
+    REJECT = "reject"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """The outcome of storing one instance, with the UIDs a response names."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    outcome: Outcome
+
+
+def _file_chunks(fp: BinaryIO) -> Iterator[bytes]:
+    fp.seek(0)
+    while True:
+        chunk = fp.read(_READ_BYTES)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _sha256(fp: BinaryIO) -> bytes:
+    digest = hashlib.sha256()
+    for chunk in _file_chunks(fp):
+        digest.update(chunk)
+    return digest.digest()
+
+
+def new_object_key() -> str:
+    """A random object key: no patient data, no request text, well spread."""
+    token = secrets.token_hex(16)
+    return f"{token[:2]}/{token[2:4]}/{token}"
+
+
+class Ingestor:
+    """Stores instances: one object in the store, one set of rows in the index."""
+
+    def __init__(
+        self,
+        index: Index,
+        store: ObjectStore,
+        keys: KeyProvider,
+        *,
+        chunk_bytes: int,
+        duplicate_policy: DuplicatePolicy,
+    ) -> None:
+        self._index = index
+        self._store = store
+        self._keys = keys
+        self._chunk_bytes = chunk_bytes
+        self._policy = duplicate_policy
+
+    async def store(
+        self, fp: BinaryIO, size: int, expected_study: str | None = None
+    ) -> StoreResult:
+        """Store one Part 10 instance read from a seekable file of ``size`` bytes.
+
+        Raises an ``ArchiveError`` subclass naming what was wrong; in that case
+        nothing that was stored before has changed.
+        """
+        parsed, sha256 = await asyncio.to_thread(self._parse_and_hash, fp, size)
+        if expected_study is not None and parsed.study_instance_uid != expected_study:
+            raise StudyMismatch(
+                f"Instance belongs to study {parsed.study_instance_uid!r}, "
+                f"not to {expected_study!r} named in the request"
+            )
+        existing = await self._index.find_instance(parsed.sop_instance_uid)
+        if existing is not None and existing.sha256 == sha256:
+            return self._result(parsed, Outcome.ALREADY_STORED)
+        if existing is not None and self._policy is DuplicatePolicy.REJECT:
+            raise DuplicateConflict(
+                f"SOP Instance {parsed.sop_instance_uid!r} is already stored with "
+                "other content; the duplicate policy is 'reject'"
+            )
+        key = new_object_key()
+        await asyncio.to_thread(self._write_object, key, fp, size)
+        try:
+            study, series, instance = index_rows(
+                parsed, object_key=key, object_size=size, sha256=sha256
+            )
+            if existing is None:
+                if await self._index.insert_instance(study, series, instance):
+                    logger.info("Stored instance (%d bytes)", size)
+                    return self._result(parsed, Outcome.STORED)
+                # Another sender indexed the same UID between our look-up and now.
+                await asyncio.to_thread(self._store.delete, key)
+                return await self._settle_race(parsed, sha256)
+            old_key = await self._index.replace_instance(study, series, instance)
+        except BaseException:
+            await asyncio.to_thread(self._delete_quietly, key)
+            raise
+        if old_key is not None:
+            await asyncio.to_thread(self._delete_quietly, old_key)
+        logger.info("Replaced instance with new content (%d bytes)", size)
+        return self._result(parsed, Outcome.REPLACED)
+
+    async def _settle_race(self, parsed: ParsedInstance, sha256: bytes) -> StoreResult:
+        winner = await self._index.find_instance(parsed.sop_instance_uid)
+        if winner is not None and winner.sha256 == sha256:
+            return self._result(parsed, Outcome.ALREADY_STORED)
+        raise DuplicateConflict(
+            f"SOP Instance {parsed.sop_instance_uid!r} was stored concurrently "
+            "with other content"
+        )
+
+    def _parse_and_hash(self, fp: BinaryIO, size: int) -> tuple[ParsedInstance, bytes]:
+        fp.seek(0)
+        parsed = parse_instance(fp, size)
+        return parsed, _sha256(fp)
+
+    def _write_object(self, key: str, fp: BinaryIO, size: int) -> None:
+        sealed = seal(_file_chunks(fp), size, self._keys, self._chunk_bytes)
+        try:
+            self._store.write(key, sealed)
+        except (OSError, StorageError) as error:
+            raise StoreUnavailable(
+                f"The object store refused the write: {error}"
+            ) from error
+
+    def _delete_quietly(self, key: str) -> None:
+        try:
+            self._store.delete(key)
+        except (OSError, StorageError):
+            # The orphan is found later by comparing store keys with the index.
+            logger.warning("Could not remove object %s after a failed store", key)
+
+    @staticmethod
+    def _result(parsed: ParsedInstance, outcome: Outcome) -> StoreResult:
+        return StoreResult(
+            sop_class_uid=parsed.sop_class_uid,
+            sop_instance_uid=parsed.sop_instance_uid,
+            study_instance_uid=parsed.study_instance_uid,
+            series_instance_uid=parsed.series_instance_uid,
+            outcome=outcome,
+        )

@@ -1,0 +1,27 @@
+"""A query against the index, as QIDO-RS and C-FIND both express it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archive.attributes import Level
+
+
+@dataclass(frozen=True)
+class Query:
+    """Match keys and return keys at one level, scoped to a study or series.
+
+    ``keys`` maps a keyword (or ``Sequence.ItemKeyword`` for sequence matching)
+    to its value in DICOM string form: an empty string is universal matching,
+    a UID list is backslash-separated. ``include_all`` returns every stored
+    attribute of the level; ``include`` adds keywords to the defaults.
+    """
+
+    level: Level
+    keys: dict[str, str] = field(default_factory=dict)
+    include: frozenset[str] = frozenset()
+    include_all: bool = False
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    limit: int | None = None
+    offset: int = 0
