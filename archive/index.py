@@ -122,6 +122,10 @@ class Index:
         assert pool is not None
         return cls(pool)
 
+    def acquire(self) -> Any:
+        """A pooled connection, for work such as migrations at start."""
+        return self._pool.acquire()
+
     async def close(self) -> None:
         """Close every connection (waits for queries in flight)."""
         await self._pool.close()

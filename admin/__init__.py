@@ -1,0 +1,1 @@
+"""HTTP routes that are not DICOMweb: health and, later, the admin API."""

@@ -1,0 +1,191 @@
+"""One dicomvault process: settings in, index and store up, front-ends served."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from admin.health import health_routes
+from archive.errors import ArchiveError
+from archive.index import Index
+from archive.ingest import DuplicatePolicy, Ingestor
+from archive.migrate import apply_migrations, migrations_dir
+from archive.service import Archive
+from dicomvault.embedded_pg import EmbeddedPostgres
+from dicomvault.settings import Settings
+from dicomweb._errors import HTTPProblem, handle_archive_error, handle_problem
+from dicomweb.app import dicomweb_routes
+from storage.base import ObjectStore
+from storage.filesystem import FilesystemStore
+from storage.keys import FileKeyProvider, KeyProvider, create_dev_key_file
+
+logger = logging.getLogger(__name__)
+
+
+class _Deferred:
+    """An ASGI app that answers 503 until the real one is set."""
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is not None:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"retry-after", b"2"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"error": "starting"}'})
+
+
+def load_keys(settings: Settings) -> KeyProvider:
+    """The key-encryption key: the configured file, or a generated dev key."""
+    path = settings.resolved_key_file
+    if settings.key_file is None and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        create_dev_key_file(path)
+    if settings.key_file is None:
+        logger.warning(
+            "USING A DEVELOPMENT KEY at %s: objects are encrypted with a key that "
+            "lives beside them. Set DICOMVAULT_KEY_FILE to the hospital's key "
+            "(or its key provider) before storing real patient data",
+            path,
+        )
+    return FileKeyProvider.from_file(path)
+
+
+def build_store(settings: Settings) -> ObjectStore:
+    """The object store: S3 when an endpoint is set, else a folder."""
+    if settings.s3_endpoint:
+        from storage.s3 import S3Store
+
+        store = S3Store(
+            settings.s3_endpoint,
+            str(settings.s3_access_key or ""),
+            str(settings.s3_secret_key or ""),
+            settings.s3_bucket,
+            secure=settings.s3_secure,
+        )
+        store.ensure_bucket()
+        return store
+    folder = settings.resolved_store_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    return FilesystemStore(folder)
+
+
+@dataclass
+class Runtime:
+    """What the process started, so that stopping can undo it in order."""
+
+    settings: Settings
+    embedded: EmbeddedPostgres | None = None
+    index: Index | None = None
+    archive: Archive | None = None
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def start_archive(self) -> Archive:
+        """Start PostgreSQL (embedded unless a URL is set), migrate, open stores."""
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = str(settings.database_url) if settings.database_url else None
+        if url is None:
+            self.embedded = EmbeddedPostgres(settings.data_dir / "pg")
+            url = await asyncio.to_thread(self.embedded.start)
+        self.index = await Index.connect(url, settings.db_pool_size)
+        async with self.index.acquire() as conn:
+            await apply_migrations(conn, migrations_dir())
+        store = await asyncio.to_thread(build_store, settings)
+        keys = await asyncio.to_thread(load_keys, settings)
+        ingestor = Ingestor(
+            self.index,
+            store,
+            keys,
+            chunk_bytes=settings.chunk_bytes,
+            duplicate_policy=DuplicatePolicy(settings.duplicate_policy),
+        )
+        self.archive = Archive(self.index, store, keys, ingestor)
+        return self.archive
+
+    async def stop(self) -> None:
+        """Close front-ends' resources, the pool, then the embedded server."""
+        for closer in reversed(self.closers):
+            await closer()
+        if self.index is not None:
+            await self.index.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+
+def build_app(runtime: Runtime, deferred: _Deferred) -> Starlette:
+    """The HTTP application: health routes at once, the rest once ready."""
+
+    async def ready() -> bool:
+        return runtime.archive is not None and await runtime.archive.ready()
+
+    return Starlette(routes=[*health_routes(ready), Mount("/", app=deferred)])
+
+
+def dicomweb_app(archive: Archive, settings: Settings) -> Starlette:
+    """The DICOMweb application bound to a ready Archive."""
+    handlers: dict[Any, Any] = {
+        ArchiveError: handle_archive_error,
+        HTTPProblem: handle_problem,
+    }
+    return Starlette(
+        routes=dicomweb_routes(archive, settings.qido_max_results),
+        exception_handlers=handlers,
+    )
+
+
+async def run(settings: Settings, started: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, then drain and stop cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runtime = Runtime(settings)
+    deferred = _Deferred()
+    config = HypercornConfig()
+    config.bind = [f"{settings.host}:{settings.http_port}"]
+    config.graceful_timeout = settings.shutdown_grace_s
+    config.accesslog = logging.getLogger("dicomvault.access")
+    config.errorlog = logging.getLogger("dicomvault.http")
+    server = asyncio.create_task(
+        hypercorn_serve(build_app(runtime, deferred), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    )
+    try:
+        archive = await runtime.start_archive()
+        deferred.app = dicomweb_app(archive, settings)
+        logger.info(
+            "dicomvault ready: HTTP %s:%d, DICOMweb at /dicom-web",
+            settings.host,
+            settings.http_port,
+        )
+        if started is not None:
+            started.set()
+        await server
+    finally:
+        stop.set()
+        if not server.done():
+            await server
+        await runtime.stop()
+        logger.info("dicomvault stopped")

@@ -1,0 +1,185 @@
+"""STOW-RS: store instances sent as multipart/related (PS3.18 10.5)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydicom
+from starlette.requests import Request
+from starlette.responses import Response
+
+from archive.errors import CANNOT_UNDERSTAND, ArchiveError
+from archive.ingest import Outcome, StoreResult
+from archive.service import Archive
+from dicomweb._errors import HTTPProblem
+from dicomweb._multipart import MultipartError, iter_parts, parse_content_type
+from dicomweb._paths import uid_param
+
+logger = logging.getLogger(__name__)
+
+DICOM = "application/dicom"
+_FAILED_SOP_SEQUENCE = "00081198"
+_REFERENCED_SOP_SEQUENCE = "00081199"
+_REFERENCED_SOP_CLASS_UID = "00081150"
+_REFERENCED_SOP_INSTANCE_UID = "00081155"
+_FAILURE_REASON = "00081197"
+_WARNING_REASON = "00081196"
+_RETRIEVE_URL = "00081190"
+# PS3.18 Table 10.5.3-1: elements were coerced / the stored version changed.
+_WARNING_COERCION = 0xB000
+
+
+@dataclass
+class StowReport:
+    """What happened to each part of one STOW-RS request."""
+
+    stored: list[StoreResult] = field(default_factory=list)
+    failed: list[tuple[str | None, str | None, int, str]] = field(default_factory=list)
+
+    def status(self) -> int:
+        """HTTP status per PS3.18 10.5.3: 200 all, 202 some, 409 none stored."""
+        if not self.failed:
+            return 200
+        return 202 if self.stored else 409
+
+
+def _uid(value: str | None) -> dict[str, Any]:
+    return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
+
+
+def response_body(report: StowReport, base: str, study: str | None) -> dict[str, Any]:
+    """The Store Instances Response Module as DICOM JSON."""
+    body: dict[str, Any] = {}
+    if study is not None:
+        body[_RETRIEVE_URL] = {"vr": "UR", "Value": [f"{base}/studies/{study}"]}
+    if report.failed:
+        body[_FAILED_SOP_SEQUENCE] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    _REFERENCED_SOP_CLASS_UID: _uid(sop_class),
+                    _REFERENCED_SOP_INSTANCE_UID: _uid(sop_instance),
+                    _FAILURE_REASON: {"vr": "US", "Value": [reason]},
+                }
+                for sop_class, sop_instance, reason, _ in report.failed
+            ],
+        }
+    referenced = []
+    for result in report.stored:
+        url = (
+            f"{base}/studies/{result.study_instance_uid}/series/"
+            f"{result.series_instance_uid}/instances/{result.sop_instance_uid}"
+        )
+        item = {
+            _REFERENCED_SOP_CLASS_UID: _uid(result.sop_class_uid),
+            _REFERENCED_SOP_INSTANCE_UID: _uid(result.sop_instance_uid),
+            _RETRIEVE_URL: {"vr": "UR", "Value": [url]},
+        }
+        if result.outcome is Outcome.REPLACED:
+            item[_WARNING_REASON] = {"vr": "US", "Value": [_WARNING_COERCION]}
+        referenced.append(item)
+    if referenced:
+        body[_REFERENCED_SOP_SEQUENCE] = {"vr": "SQ", "Value": referenced}
+    return body
+
+
+def _boundary(request: Request) -> str:
+    media_type, params = parse_content_type(request.headers.get("content-type", ""))
+    if media_type != "multipart/related":
+        raise HTTPProblem(
+            415,
+            f'STOW-RS takes multipart/related; type="{DICOM}", '
+            f"not {media_type or 'a request without Content-Type'!r}",
+        )
+    part_type = params.get("type", DICOM).lower()
+    if part_type != DICOM:
+        raise HTTPProblem(
+            415,
+            f"STOW-RS here takes parts of type {DICOM!r}, not {part_type!r}",
+        )
+    boundary = params.get("boundary")
+    if not boundary:
+        raise HTTPProblem(400, "The multipart/related Content-Type has no boundary")
+    return boundary
+
+
+def _notes(report: StowReport) -> list[str]:
+    notes = [
+        f"Part {i}: {reason}" for i, (_, _, _, reason) in enumerate(report.failed, 1)
+    ]
+    notes += [
+        f"SOP Instance {r.sop_instance_uid} replaced its earlier version "
+        "(duplicate policy 'replace')"
+        for r in report.stored
+        if r.outcome is Outcome.REPLACED
+    ]
+    return notes
+
+
+async def store(request: Request, archive: Archive) -> Response:
+    """Answer one STOW-RS request, storing each part as it arrives."""
+    study = uid_param(request, "study") if "study" in request.path_params else None
+    boundary = _boundary(request)
+    report = StowReport()
+    try:
+        async for part in iter_parts(request.stream(), boundary):
+            with part.file:
+                await _store_part(archive, part, study, report)
+    except MultipartError as error:
+        if not report.stored and not report.failed:
+            raise HTTPProblem(
+                400, f"The multipart body is malformed: {error}"
+            ) from None
+        report.failed.append(
+            (None, None, CANNOT_UNDERSTAND, f"Malformed body: {error}")
+        )
+    if not report.stored and not report.failed:
+        raise HTTPProblem(400, "The multipart body holds no part")
+    base = str(request.url_for("dicomweb_root")).rstrip("/")
+    notes = _notes(report)
+    headers = {"Warning": ", ".join(f'299 dicomvault "{_ascii(n)}"' for n in notes)}
+    return Response(
+        json.dumps(response_body(report, base, study)),
+        status_code=report.status(),
+        media_type="application/dicom+json",
+        headers=headers if notes else None,
+    )
+
+
+def _ascii(text: str) -> str:
+    return "".join(c if 32 <= ord(c) < 127 and c != '"' else "?" for c in text)[:300]
+
+
+async def _store_part(
+    archive: Archive, part: Any, study: str | None, report: StowReport
+) -> None:
+    content_type = (part.content_type or DICOM).split(";")[0].strip().lower()
+    if content_type != DICOM:
+        report.failed.append(
+            (
+                None,
+                None,
+                CANNOT_UNDERSTAND,
+                f"part type {content_type!r} is not {DICOM}",
+            )
+        )
+        return
+    try:
+        report.stored.append(await archive.store(part.file, part.size, study))
+    except ArchiveError as error:
+        sop_class, sop_instance = _identify(part.file)
+        logger.warning("STOW part refused: %s", type(error).__name__)
+        report.failed.append((sop_class, sop_instance, error.status, str(error)))
+
+
+def _identify(fp: Any) -> tuple[str | None, str | None]:
+    """Best-effort SOP Class/Instance UIDs of a refused part, for the response."""
+    try:
+        fp.seek(0)
+        ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+        return ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
+    except Exception:  # noqa: BLE001 - any failure only means "unknown UIDs"
+        return None, None
