@@ -15,6 +15,7 @@ from archive.errors import CANNOT_UNDERSTAND, ArchiveError
 from archive.ingest import Outcome, StoreResult
 from archive.service import Archive
 from dicomweb._errors import HTTPProblem
+from dicomweb._media import InvalidMediaType
 from dicomweb._multipart import MultipartError, iter_parts, parse_content_type
 from dicomweb._paths import uid_param
 
@@ -87,7 +88,10 @@ def response_body(report: StowReport, base: str, study: str | None) -> dict[str,
 
 
 def _boundary(request: Request) -> str:
-    media_type, params = parse_content_type(request.headers.get("content-type", ""))
+    try:
+        media_type, params = parse_content_type(request.headers.get("content-type", ""))
+    except InvalidMediaType as error:
+        raise HTTPProblem(415, f"The Content-Type cannot be read: {error}") from None
     if media_type != "multipart/related":
         raise HTTPProblem(
             415,
@@ -156,7 +160,10 @@ def _ascii(text: str) -> str:
 async def _store_part(
     archive: Archive, part: Any, study: str | None, report: StowReport
 ) -> None:
-    content_type = (part.content_type or DICOM).split(";")[0].strip().lower()
+    try:
+        content_type = parse_content_type(part.content_type or DICOM)[0]
+    except InvalidMediaType:
+        content_type = part.content_type or ""
     if content_type != DICOM:
         report.failed.append(
             (

@@ -130,6 +130,13 @@ def stop_server(server: RunningServer, signum: int = signal.SIGTERM) -> int:
     return server.process.returncode
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts a server, so CI can rerun just those."""
+    for item in items:
+        if "server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.server)
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """One dicomvault for the whole session, on its embedded default."""
