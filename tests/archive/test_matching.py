@@ -1,0 +1,108 @@
+"""PS3.4 C.2.2.2 matching: values become the right matchers, bad ones are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from archive.errors import InvalidQuery
+from archive.matching import (
+    AnyOf,
+    Range,
+    Single,
+    UidList,
+    Universal,
+    Wildcard,
+    build_matcher,
+    like_pattern,
+    normalize_date,
+    normalize_time,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("20210115", Single("20210115")),
+        ("-20210115", Range(None, "20210115")),
+        ("20210115-", Range("20210115", None)),
+        ("20200101-20201231", Range("20200101", "20201231")),
+        ("2021.01.15", Single("20210115")),
+    ],
+)
+def test_date_values_become_single_or_open_ended_ranges(
+    value: str, expected: object
+) -> None:
+    assert build_matcher("StudyDate", "DA", value) == expected
+
+
+@pytest.mark.parametrize("value", ["2021011", "20211315", "abc", "-", "20211231-20210101"])
+def test_malformed_dates_are_refused(value: str) -> None:
+    with pytest.raises(InvalidQuery):
+        build_matcher("StudyDate", "DA", value)
+
+
+def test_time_ranges_fill_missing_precision_towards_the_open_side() -> None:
+    assert build_matcher("StudyTime", "TM", "10-1230") == Range(
+        "100000.000000", "123059.999999"
+    )
+    assert build_matcher("StudyTime", "TM", "-12") == Range(None, "125959.999999")
+
+
+def test_time_range_that_crosses_midnight_is_kept_as_a_wrapped_range() -> None:
+    matcher = build_matcher("StudyTime", "TM", "220000-020000")
+    assert isinstance(matcher, Range)
+    assert matcher.crosses_midnight
+
+
+def test_single_time_matches_the_whole_of_its_precision() -> None:
+    assert build_matcher("StudyTime", "TM", "1015") == Range(
+        "101500.000000", "101559.999999"
+    )
+
+
+def test_uid_lists_split_on_backslash_and_are_validated() -> None:
+    assert build_matcher("StudyInstanceUID", "UI", "1.2.3\\1.2.4") == UidList(
+        ("1.2.3", "1.2.4")
+    )
+    with pytest.raises(InvalidQuery):
+        build_matcher("StudyInstanceUID", "UI", "1.2.3\\..%2f")
+
+
+def test_wildcards_become_like_patterns_and_sql_metacharacters_are_escaped() -> None:
+    assert build_matcher("PatientID", "LO", "AB*") == Wildcard("AB%")
+    assert build_matcher("PatientID", "LO", "A?C") == Wildcard("A_C")
+    assert like_pattern("50%_a\\b*") == "50\\%\\_a\\\\b%"
+
+
+def test_person_names_are_matched_lower_case() -> None:
+    assert build_matcher("PatientName", "PN", "DOE^J*") == Wildcard("doe^j%")
+    assert build_matcher("PatientName", "PN", "Doe^John") == Single("doe^john")
+
+
+def test_empty_value_and_lone_star_are_universal() -> None:
+    assert build_matcher("PatientID", "LO", "") == Universal()
+    assert build_matcher("PatientID", "LO", "*") == Universal()
+
+
+def test_comma_in_a_text_value_is_literal() -> None:
+    assert build_matcher("StudyDescription", "LO", "Chest, PA") == Single("Chest, PA")
+
+
+def test_backslash_in_a_text_value_lists_alternatives() -> None:
+    assert build_matcher("Modality", "CS", "CT\\MR") == AnyOf(
+        (Single("CT"), Single("MR"))
+    )
+
+
+def test_integer_keys_refuse_non_numbers() -> None:
+    assert build_matcher("SeriesNumber", "IS", "007") == Single("7")
+    with pytest.raises(InvalidQuery):
+        build_matcher("SeriesNumber", "IS", "x1")
+
+
+def test_normalisation_of_stored_values() -> None:
+    assert normalize_date("20210230") == "20210230"
+    assert normalize_date("2021-01-15") is None
+    assert normalize_time("1015") == "101500.000000"
+    assert normalize_time("101530.5") == "101530.500000"
+    assert normalize_time("250000") is None
