@@ -1,0 +1,111 @@
+"""C-STORE SCP: the Storage Service Class onto ``Archive.store`` (PS3.4 B.2).
+
+The data set is stored as received: the Part 10 file is the File Meta
+Information for the negotiated transfer syntax followed by the encoded data
+set bytes of the request, never decoded and encoded again.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.events import Event
+
+from archive.errors import ArchiveError
+from archive.ingest import Outcome
+from archive.service import Archive
+from archive.uids import check_uid
+from dimse._bridge import LoopBridge
+from dimse._part10 import file_meta, part10_bytes
+from dimse.errors import (
+    SUCCESS,
+    DataSetMismatch,
+    DimseError,
+    Service,
+    UnreadableDataSet,
+    status_for,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def check_dataset(part10: bytes, sop_class_uid: str, sop_instance_uid: str) -> None:
+    """Refuse a data set whose SOP Class/Instance UIDs contradict its command.
+
+    PS3.4 B.2.3: such a data set does not match its SOP class (0xA900).
+    Absent UIDs are left for ingest to report.
+    """
+    try:
+        ds = dcmread(
+            io.BytesIO(part10),
+            stop_before_pixels=True,
+            specific_tags=["SOPClassUID", "SOPInstanceUID"],
+        )
+    except (InvalidDicomError, EOFError, OSError, ValueError) as error:
+        raise UnreadableDataSet(f"The data set cannot be decoded: {error}") from None
+    found_class = ds.get("SOPClassUID")
+    if found_class is not None and str(found_class) != sop_class_uid:
+        raise DataSetMismatch(
+            f"The data set has SOP Class UID {str(found_class)!r} but the C-STORE "
+            f"request names {sop_class_uid!r}"
+        )
+    found_instance = ds.get("SOPInstanceUID")
+    if found_instance is not None and str(found_instance) != sop_instance_uid:
+        raise DataSetMismatch(
+            f"The data set has SOP Instance UID {str(found_instance)!r} but the "
+            f"C-STORE request names {sop_instance_uid!r}"
+        )
+
+
+class StoreHandler:
+    """Handles EVT_C_STORE: build the Part 10 file, store it, answer a status."""
+
+    def __init__(self, archive: Archive, bridge: LoopBridge) -> None:
+        self._archive = archive
+        self._bridge = bridge
+
+    def __call__(self, event: Event) -> int:
+        """Store one instance and return its C-STORE status (PS3.4 B.2.3)."""
+        caller = event.assoc.requestor.ae_title
+        try:
+            return self._store(event)
+        except Exception as error:
+            status = status_for(error, Service.STORE)
+            if not isinstance(error, (ArchiveError, DimseError)):
+                logger.exception("C-STORE from %s failed unexpectedly", caller)
+            else:
+                logger.warning(
+                    "C-STORE from %s refused with 0x%04X (%s)",
+                    caller,
+                    status,
+                    type(error).__name__,
+                )
+                logger.debug("C-STORE refusal detail: %s", error)
+            return status
+
+    def _store(self, event: Event) -> int:
+        request = event.request
+        assert isinstance(request, C_STORE), type(request)
+        sop_class_uid = check_uid(
+            str(request.AffectedSOPClassUID or ""), "Affected SOP Class UID"
+        )
+        sop_instance_uid = check_uid(
+            str(request.AffectedSOPInstanceUID or ""), "Affected SOP Instance UID"
+        )
+        meta = file_meta(
+            sop_class_uid,
+            sop_instance_uid,
+            str(event.context.transfer_syntax),
+            event.assoc.requestor.ae_title,
+        )
+        part10 = part10_bytes(meta, event.encoded_dataset(include_meta=False))
+        check_dataset(part10, sop_class_uid, sop_instance_uid)
+        result = self._bridge.call(self._archive.store(io.BytesIO(part10), len(part10)))
+        logger.debug("C-STORE of %s: %s", result.sop_instance_uid, result.outcome.value)
+        if result.outcome is Outcome.REPLACED:
+            logger.info("C-STORE replaced an instance under the 'replace' policy")
+        return SUCCESS

@@ -1,0 +1,218 @@
+"""The DIMSE listener: a pynetdicom AE serving the archive (PS3.7, PS3.8).
+
+The AE runs in pynetdicom's threads, one per association; its handlers hand
+the archive work to the server's event loop and wait for it (ARCHITECTURE.md,
+"One process, one event loop").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pynetdicom import AE, _config, evt
+from pynetdicom.events import Event
+from pynetdicom.transport import ThreadedAssociationServer
+
+from archive.peers import PeerDirectory
+from archive.service import Archive
+from dimse._bridge import LoopBridge
+from dimse._contexts import accepted_contexts, in_requestor_order
+from dimse._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dimse._retrieve import Retriever
+from dimse.c_echo import handle_echo
+from dimse.c_find import PAGE_SIZE, FindHandler
+from dimse.c_get import GetHandler
+from dimse.c_move import MoveHandler
+from dimse.c_store import StoreHandler
+
+logger = logging.getLogger(__name__)
+
+_STOP_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """Where and how the listener accepts associations."""
+
+    host: str
+    port: int
+    ae_title: str
+    calling_ae_titles: tuple[str, ...] = ()
+    max_pdu_bytes: int = 0
+    timeout_s: float = 60.0
+    max_associations: int = 32
+    shutdown_grace_s: float = 10.0
+
+
+def refusal_reason(calling_ae_title: str, allowed: tuple[str, ...]) -> str | None:
+    """Why the association policy refuses a caller, or None (PS3.8 9.3.4)."""
+    if allowed and calling_ae_title.strip() not in {a.strip() for a in allowed}:
+        return "calling AE title not in the allow-list (dimse_calling_aets)"
+    return None
+
+
+def set_no_delay(event: Event) -> None:
+    """Turn off Nagle's algorithm on an association's socket (EVT_CONN_OPEN).
+
+    DCMTK and Orthanc acknowledge late; with Nagle on, every message that
+    goes out in two writes waits for that acknowledgement (40-60 ms).
+    """
+    sock = event.assoc.dul.socket.socket if event.assoc.dul.socket else None
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def prefer_requestor_order(event: Event) -> None:
+    """Order this association's transfer syntaxes as the caller did (EVT_REQUESTED)."""
+    acceptor = event.assoc.acceptor
+    acceptor.supported_contexts = in_requestor_order(
+        event.assoc.requestor.requested_contexts, acceptor.supported_contexts
+    )
+
+
+def _peer(event: Event) -> tuple[str, str, int]:
+    requestor = event.assoc.requestor
+    return requestor.ae_title, requestor.address, requestor.port
+
+
+def _on_accepted(event: Event) -> None:
+    logger.info("Association accepted from %s at %s:%d", *_peer(event))
+
+
+def _on_released(event: Event) -> None:
+    logger.info("Association released by %s at %s:%d", *_peer(event))
+
+
+def _on_aborted(event: Event) -> None:
+    logger.info("Association aborted with %s at %s:%d", *_peer(event))
+
+
+class DimseListener:
+    """Starts and stops the AE that serves C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET."""
+
+    def __init__(
+        self,
+        archive: Archive,
+        peers: PeerDirectory,
+        config: ListenerConfig,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._config = config
+        self._bridge = LoopBridge(loop, config.timeout_s)
+        self._archive = archive
+        self._peers = peers
+        self._server: ThreadedAssociationServer | None = None
+        self.ae = self._build_ae()
+
+    @property
+    def port(self) -> int:
+        """The TCP port the listener is bound to (useful after asking for 0)."""
+        if self._server is None:
+            raise RuntimeError("The DIMSE listener is not started")
+        return int(self._server.server_address[1])
+
+    def _build_ae(self) -> AE:
+        config = self._config
+        # pynetdicom's own logging would write identifiers: patient data.
+        _config.LOG_HANDLER_LEVEL = "none"
+        _config.LOG_REQUEST_IDENTIFIERS = False
+        _config.LOG_RESPONSE_IDENTIFIERS = False
+        if logging.getLogger("pynetdicom").level == logging.NOTSET:
+            # Its INFO lines repeat ours; keep its warnings and errors.
+            logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        ae = AE(ae_title=config.ae_title)
+        ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+        ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+        ae.maximum_pdu_size = config.max_pdu_bytes
+        ae.acse_timeout = config.timeout_s
+        ae.dimse_timeout = config.timeout_s
+        ae.network_timeout = config.timeout_s
+        ae.connection_timeout = config.timeout_s
+        ae.maximum_associations = config.max_associations
+        ae.require_calling_aet = list(config.calling_ae_titles)
+        for context in accepted_contexts():
+            roles: dict[str, Any] = {}
+            if context.scp_role_for_caller:
+                roles = {"scu_role": True, "scp_role": True}
+            ae.add_supported_context(
+                context.abstract_syntax, list(context.transfer_syntaxes), **roles
+            )
+        return ae
+
+    def _handlers(self) -> list[Any]:
+        retriever = Retriever(self._archive, self._bridge)
+        return [
+            (evt.EVT_CONN_OPEN, set_no_delay),
+            (evt.EVT_REQUESTED, prefer_requestor_order),
+            (evt.EVT_ACCEPTED, _on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_RELEASED, _on_released),
+            (evt.EVT_ABORTED, _on_aborted),
+            (evt.EVT_C_ECHO, handle_echo),
+            (evt.EVT_C_STORE, StoreHandler(self._archive, self._bridge)),
+            (
+                evt.EVT_C_FIND,
+                FindHandler(
+                    self._archive, self._bridge, self._config.ae_title, PAGE_SIZE
+                ),
+            ),
+            (
+                evt.EVT_C_MOVE,
+                MoveHandler(retriever, self._peers, self._bridge, set_no_delay),
+            ),
+            (evt.EVT_C_GET, GetHandler(retriever)),
+        ]
+
+    def _on_rejected(self, event: Event) -> None:
+        title, address, port = _peer(event)
+        reason = refusal_reason(title, self._config.calling_ae_titles)
+        logger.warning(
+            "Association refused from %r at %s:%d: %s",
+            title,
+            address,
+            port,
+            reason or "see the A-ASSOCIATE-RJ reason (limit, or no usable context)",
+        )
+
+    async def start(self) -> None:
+        """Bind the port and start accepting associations."""
+        config = self._config
+        self._server = await asyncio.to_thread(
+            self.ae.start_server,
+            (config.host, config.port),
+            block=False,
+            evt_handlers=self._handlers(),
+        )
+        logger.info(
+            "DIMSE listener up: AE %s on %s:%d (calling AE titles: %s)",
+            config.ae_title,
+            config.host,
+            self.port,
+            ", ".join(config.calling_ae_titles) or "any",
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, give open associations a grace period, abort the rest."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        await asyncio.to_thread(self._shutdown, server)
+        logger.info("DIMSE listener stopped")
+
+    def _shutdown(self, server: ThreadedAssociationServer) -> None:
+        active = list(server.active_associations)
+        server.shutdown()
+        deadline = time.monotonic() + self._config.shutdown_grace_s
+        while time.monotonic() < deadline and any(a.is_alive() for a in active):
+            time.sleep(_STOP_POLL_S)
+        for assoc in active:
+            if assoc.is_alive():
+                logger.warning(
+                    "Aborting association with %s on shutdown", assoc.requestor.ae_title
+                )
+                assoc.abort()
