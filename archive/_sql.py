@@ -140,7 +140,7 @@ def _json_condition(
     matcher = build_matcher(keyword, vr, value)
     if isinstance(matcher, Universal):
         return "TRUE"
-    elements = f"jsonb_array_elements_text({source}->'{json_tag(keyword)}'->'Value')"
+    elements = f"json_array_elements_text({source}->'{json_tag(keyword)}'->'Value')"
     inner = _scalar_condition("item", matcher, "LO", params)
     return f"EXISTS (SELECT 1 FROM {elements} AS item WHERE {inner})"
 

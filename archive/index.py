@@ -160,7 +160,7 @@ class Index:
                 series_pk = await self._upsert_series(conn, series, study_pk)
                 values = dict(instance.values, series_pk=series_pk)
                 sql = _insert_sql(
-                    "instance", values, {"metadata": f"${len(values) + 1}::jsonb"}
+                    "instance", values, {"metadata": f"${len(values) + 1}::json"}
                 )
                 pk = await conn.fetchval(
                     sql + " ON CONFLICT (sop_instance_uid) DO NOTHING RETURNING pk",
@@ -185,7 +185,7 @@ class Index:
             series_pk = await self._upsert_series(conn, series, study_pk)
             values = dict(instance.values, series_pk=series_pk)
             sql = _insert_sql(
-                "instance", values, {"metadata": f"${len(values) + 1}::jsonb"}
+                "instance", values, {"metadata": f"${len(values) + 1}::json"}
             )
             await conn.execute(sql, *values.values(), instance.metadata)
             if old is None:
@@ -195,7 +195,7 @@ class Index:
 
     async def _upsert_study(self, conn: asyncpg.Connection, study: StudyRow) -> int:
         values = study.values
-        sql = _insert_sql("study", values, {"attributes": f"${len(values) + 1}::jsonb"})
+        sql = _insert_sql("study", values, {"attributes": f"${len(values) + 1}::json"})
         # DO UPDATE (not DO NOTHING) so that RETURNING sees the existing row.
         pk = await conn.fetchval(
             sql + " ON CONFLICT (study_instance_uid) DO UPDATE "
@@ -209,9 +209,7 @@ class Index:
         self, conn: asyncpg.Connection, series: SeriesRow, study_pk: int
     ) -> int:
         values = dict(series.values, study_pk=study_pk)
-        sql = _insert_sql(
-            "series", values, {"attributes": f"${len(values) + 1}::jsonb"}
-        )
+        sql = _insert_sql("series", values, {"attributes": f"${len(values) + 1}::json"})
         row = await conn.fetchrow(
             sql + " ON CONFLICT (series_instance_uid) DO UPDATE "
             "SET series_instance_uid = EXCLUDED.series_instance_uid "

@@ -20,3 +20,9 @@ def scope_uids(request: Request) -> tuple[str, str | None, str | None]:
         uid_param(request, "instance") if "instance" in request.path_params else None
     )
     return study, series, instance
+
+
+def dicomweb_root(request: Request) -> str:
+    """The absolute URL of the DICOMweb root this request came through."""
+    url = request.url
+    return f"{url.scheme}://{url.netloc}{request.scope.get('root_path', '')}"

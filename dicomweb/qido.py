@@ -15,7 +15,7 @@ from archive.query import Query
 from archive.service import Archive
 from dicomweb._errors import HTTPProblem
 from dicomweb._media import Offer, negotiate
-from dicomweb._paths import uid_param
+from dicomweb._paths import dicomweb_root, uid_param
 
 DICOM_JSON = "application/dicom+json"
 _OFFERS = (Offer(DICOM_JSON), Offer("application/json"))
@@ -153,7 +153,7 @@ async def search(
             "These keys are not supported for matching and were ignored: "
             + ", ".join(result.unsupported)
         )
-    base = str(request.url_for("dicomweb_root")).rstrip("/")
+    base = dicomweb_root(request)
     for match in matches:
         url = _retrieve_url(base, level, match)
         if url is not None:

@@ -17,7 +17,7 @@ from archive.service import Archive
 from dicomweb._errors import HTTPProblem
 from dicomweb._media import InvalidMediaType
 from dicomweb._multipart import MultipartError, iter_parts, parse_content_type
-from dicomweb._paths import uid_param
+from dicomweb._paths import dicomweb_root, uid_param
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ async def store(request: Request, archive: Archive) -> Response:
         )
     if not report.stored and not report.failed:
         raise HTTPProblem(400, "The multipart body holds no part")
-    base = str(request.url_for("dicomweb_root")).rstrip("/")
+    base = dicomweb_root(request)
     notes = _notes(report)
     headers = {"Warning": ", ".join(f'299 dicomvault "{_ascii(n)}"' for n in notes)}
     return Response(

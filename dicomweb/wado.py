@@ -13,7 +13,7 @@ from archive.service import Archive
 from dicomweb._errors import HTTPProblem
 from dicomweb._media import Offer, negotiate
 from dicomweb._multipart import multipart_content_type, new_boundary, stream_parts
-from dicomweb._paths import scope_uids
+from dicomweb._paths import dicomweb_root, scope_uids
 
 DICOM = "application/dicom"
 OCTETS = "application/octet-stream"
@@ -143,7 +143,7 @@ async def metadata(request: Request, archive: Archive) -> Response:
         raise HTTPProblem(406, f"Metadata is served as {DICOM_JSON} only")
     study, series, instance = scope_uids(request)
     documents = await archive.metadata(study, series, instance)
-    root = str(request.url_for("dicomweb_root")).rstrip("/") + "/"
+    root = dicomweb_root(request) + "/"
     body = "[" + ",".join(documents) + "]"
     # Bulk data URIs are stored relative to the DICOMweb root.
     body = body.replace('"BulkDataURI": "studies/', f'"BulkDataURI": "{root}studies/')

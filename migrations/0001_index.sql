@@ -32,7 +32,7 @@ CREATE TABLE study (
     referring_physician_name_alphabetic_ci text,
     referring_physician_name_ideographic_ci text,
     referring_physician_name_phonetic_ci text,
-    attributes jsonb NOT NULL,
+    attributes json NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
@@ -57,7 +57,7 @@ CREATE TABLE series (
     -- RequestAttributesSequence items: ScheduledProcedureStepID, RequestedProcedureID
     scheduled_procedure_step_ids text[] NOT NULL DEFAULT '{}',
     requested_procedure_ids text[] NOT NULL DEFAULT '{}',
-    attributes jsonb NOT NULL,
+    attributes json NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
@@ -84,8 +84,9 @@ CREATE TABLE instance (
     bulk jsonb NOT NULL DEFAULT '[]',
     -- encapsulated pixel data: per frame, [[offset, length], ...] of its fragments
     frames jsonb,
-    -- the whole data set as DICOM JSON, bulk data as BulkDataURI (PS3.18 F.2)
-    metadata jsonb NOT NULL,
+    -- the whole data set as DICOM JSON, bulk data as BulkDataURI (PS3.18 F.2);
+    -- json, not jsonb: served as stored text, numbers keep their exact spelling
+    metadata json NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 

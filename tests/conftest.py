@@ -92,14 +92,17 @@ def start_server(
     if database_url and "DICOMVAULT_DATABASE_URL" not in env:
         env["DICOMVAULT_DATABASE_URL"] = database_url
     log_path = data_dir.parent / f"{data_dir.name}.log"
-    log = log_path.open("wb")
     command = [
         sys.executable, "-m", "dicomvault.cli", "serve",
         "--data-dir", str(data_dir), "--host", "127.0.0.1",
         "--http-port", str(http_port), "--dimse-port", str(dimse_port),
         "--ae-title", "DICOMVAULT",
     ]  # fmt: skip
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with log_path.open("wb") as log:
+        # The child keeps its own copy of the descriptor; ours closes here.
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     server = RunningServer(
         process, f"http://127.0.0.1:{http_port}", dimse_port, "DICOMVAULT",
         data_dir, log_path,
