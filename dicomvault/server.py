@@ -5,26 +5,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from admin.health import health_routes
+from admin.peers import peer_routes
 from archive.errors import ArchiveError
 from archive.index import Index
 from archive.ingest import DuplicatePolicy, Ingestor
 from archive.migrate import apply_migrations, migrations_dir
+from archive.peers import PeerDirectory, parse_peer
 from archive.service import Archive
 from dicomvault.embedded_pg import EmbeddedPostgres
 from dicomvault.settings import Settings
 from dicomweb._errors import HTTPProblem, handle_archive_error, handle_problem
 from dicomweb.app import dicomweb_routes
+from dimse.listener import DimseListener, ListenerConfig
 from storage.base import ObjectStore
 from storage.filesystem import FilesystemStore
 from storage.keys import FileKeyProvider, KeyProvider, create_dev_key_file
@@ -139,21 +142,49 @@ def build_app(runtime: Runtime, deferred: _Deferred) -> Starlette:
     """The HTTP application: health routes at once, the rest once ready."""
 
     async def ready() -> bool:
-        return runtime.archive is not None and await runtime.archive.ready()
+        # Ready once the routes are mounted, not merely once the archive is up.
+        if runtime.archive is None or deferred.app is None:
+            return False
+        return await runtime.archive.ready()
 
     return Starlette(routes=[*health_routes(ready), Mount("/", app=deferred)])
 
 
-def dicomweb_app(archive: Archive, settings: Settings) -> Starlette:
-    """The DICOMweb application bound to a ready Archive."""
+def dicomweb_app(
+    archive: Archive, settings: Settings, extra_routes: Sequence[BaseRoute] = ()
+) -> Starlette:
+    """The DICOMweb application bound to a ready Archive (plus admin routes)."""
     handlers: dict[Any, Any] = {
         ArchiveError: handle_archive_error,
         HTTPProblem: handle_problem,
     }
     return Starlette(
-        routes=dicomweb_routes(archive, settings.qido_max_results),
+        routes=[*extra_routes, *dicomweb_routes(archive, settings.qido_max_results)],
         exception_handlers=handlers,
     )
+
+
+async def start_dimse(
+    runtime: Runtime, archive: Archive, peers: PeerDirectory
+) -> DimseListener | None:
+    """Start the DIMSE listener on this loop unless dimse_port is 0."""
+    settings = runtime.settings
+    if settings.dimse_port == 0:
+        return None
+    config = ListenerConfig(
+        host=settings.host,
+        port=settings.dimse_port,
+        ae_title=settings.ae_title,
+        calling_ae_titles=settings.dimse_calling_aets,
+        max_pdu_bytes=settings.dimse_max_pdu_bytes,
+        timeout_s=settings.dimse_timeout_s,
+        max_associations=settings.dimse_max_associations,
+        shutdown_grace_s=settings.shutdown_grace_s,
+    )
+    listener = DimseListener(archive, peers, config, asyncio.get_running_loop())
+    await listener.start()
+    runtime.closers.append(listener.stop)
+    return listener
 
 
 async def run(settings: Settings, started: asyncio.Event | None = None) -> None:
@@ -174,7 +205,12 @@ async def run(settings: Settings, started: asyncio.Event | None = None) -> None:
     )
     try:
         archive = await runtime.start_archive()
-        deferred.app = dicomweb_app(archive, settings)
+        assert runtime.index is not None
+        peers = PeerDirectory(
+            runtime.index, [parse_peer(text) for text in settings.dimse_peers]
+        )
+        await start_dimse(runtime, archive, peers)
+        deferred.app = dicomweb_app(archive, settings, peer_routes(peers))
         logger.info(
             "dicomvault ready: HTTP %s:%d, DICOMweb at /dicom-web",
             settings.host,

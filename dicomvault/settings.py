@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -77,6 +78,13 @@ class Settings:
     dimse_timeout_s: float = field(
         default=60.0, metadata={"doc": "DIMSE/network inactivity timeout"}
     )
+    dimse_max_associations: int = field(
+        default=32, metadata={"doc": "Most DIMSE associations served at once"}
+    )
+    dimse_peers: tuple[str, ...] = field(
+        default=(),
+        metadata={"doc": "C-MOVE destinations AE_TITLE@host:port; the admin API adds"},
+    )
 
     @property
     def resolved_key_file(self) -> Path:
@@ -91,6 +99,7 @@ class Settings:
 
 ENV_PREFIX = "DICOMVAULT_"
 _DUPLICATE_POLICIES = ("reject", "replace")
+_PEER = re.compile(r"^[^@\\]{1,16}@[A-Za-z0-9._:\-\[\]%]+:[0-9]{1,5}$")
 
 
 def _convert(name: str, annotation: str, raw: str) -> Any:
@@ -151,6 +160,7 @@ def _check(settings: Settings) -> None:
         raise SettingsError(
             f"ae_title must be 1..16 characters, got {settings.ae_title!r}"
         )
+    _check_dimse(settings)
     if settings.duplicate_policy not in _DUPLICATE_POLICIES:
         raise SettingsError(
             f"duplicate_policy must be one of {_DUPLICATE_POLICIES}, "
@@ -171,4 +181,34 @@ def _check(settings: Settings) -> None:
                 f"data_dir {str(settings.data_dir)!r} is under /root: the embedded "
                 "PostgreSQL runs as another user and cannot reach it; choose a folder "
                 "outside /root or set DICOMVAULT_DATABASE_URL"
+            )
+
+
+def _check_dimse(settings: Settings) -> None:
+    if settings.dimse_max_pdu_bytes != 0 and not (
+        4096 <= settings.dimse_max_pdu_bytes <= 0xFFFFFFFF
+    ):
+        raise SettingsError(
+            "dimse_max_pdu_bytes must be 0 (unlimited) or 4096..4294967295, "
+            f"got {settings.dimse_max_pdu_bytes!r}"
+        )
+    if settings.dimse_timeout_s <= 0:
+        raise SettingsError(
+            f"dimse_timeout_s must be above 0, got {settings.dimse_timeout_s!r}"
+        )
+    if settings.dimse_max_associations < 1:
+        raise SettingsError(
+            "dimse_max_associations must be at least 1, "
+            f"got {settings.dimse_max_associations!r}"
+        )
+    for title in settings.dimse_calling_aets:
+        if not 0 < len(title) <= 16 or "\\" in title:
+            raise SettingsError(
+                f"dimse_calling_aets holds {title!r}, not an AE title of 1..16 "
+                "characters without backslash"
+            )
+    for peer in settings.dimse_peers:
+        if _PEER.match(peer) is None:
+            raise SettingsError(
+                f"dimse_peers holds {peer!r}, expected AE_TITLE@host:port"
             )
