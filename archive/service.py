@@ -31,6 +31,19 @@ _LEVEL_JSON = {
 }
 
 
+_IDENTIFYING = {
+    Level.PATIENT: ("PatientID",),
+    Level.STUDY: ("StudyInstanceUID",),
+    Level.SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
+    Level.IMAGE: (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "SOPClassUID",
+    ),
+}
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """Matches as DICOM JSON objects, and the keys that could not be matched."""
@@ -102,6 +115,8 @@ class Archive:
             keywords |= set(DEFAULT_RETURN[Level.STUDY])
         if query.level == Level.IMAGE and query.series_instance_uid is None:
             keywords |= set(DEFAULT_RETURN[Level.SERIES])
+        # The UIDs of the level and above, so that each match can be retrieved.
+        keywords |= set(_IDENTIFYING[query.level])
         keywords |= set(query.include)
         keywords |= {key.partition(".")[0] for key in query.keys}
         return {json_tag(keyword) for keyword in keywords}

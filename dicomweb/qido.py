@@ -61,8 +61,12 @@ def _whole_number(name: str, text: str, lowest: int) -> int:
 
 def parse_query(
     request: Request, level: Level, max_results: int
-) -> tuple[Query, list[str]]:
-    """Turn QIDO-RS query parameters into a ``Query``; also return warnings."""
+) -> tuple[Query, list[str], bool]:
+    """Turn QIDO-RS query parameters into a ``Query``.
+
+    Also returns warnings, and whether the server's cap (not the client's
+    limit) bounds the result: then one row more is asked for, to tell.
+    """
     warnings: list[str] = []
     keys: dict[str, str] = {}
     include: set[str] = set()
@@ -98,7 +102,8 @@ def parse_query(
             "Only literal matching has been performed."
         )
     limit_text = params.get("limit")
-    limit = _whole_number("limit", limit_text, 1) if limit_text else max_results
+    limit = _whole_number("limit", limit_text, 1) if limit_text else None
+    capped = limit is None or limit > max_results
     offset = _whole_number("offset", params.get("offset", "0"), 0)
     study = uid_param(request, "study") if "study" in request.path_params else None
     series = uid_param(request, "series") if "series" in request.path_params else None
@@ -109,10 +114,10 @@ def parse_query(
         include_all=include_all,
         study_instance_uid=study,
         series_instance_uid=series,
-        limit=min(limit, max_results) + 1,
+        limit=max_results + 1 if capped else limit,
         offset=offset,
     )
-    return query, warnings
+    return query, warnings, capped
 
 
 def _retrieve_url(base: str, level: Level, match: dict[str, Any]) -> str | None:
@@ -138,12 +143,11 @@ async def search(
     offer = negotiate(request.headers.get("accept"), _OFFERS)
     if offer is None:
         raise HTTPProblem(406, f"QIDO-RS answers only in {DICOM_JSON}")
-    query, warnings = parse_query(request, level, max_results)
+    query, warnings, capped = parse_query(request, level, max_results)
     result = await archive.search(query)
     matches = result.matches
-    assert query.limit is not None
-    if len(matches) >= query.limit:
-        matches = matches[: query.limit - 1]
+    if capped and len(matches) > max_results:
+        matches = matches[:max_results]
         warnings.append(
             "The number of results exceeded the maximum supported by the server. "
             "Additional results can be requested."

@@ -147,3 +147,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     yield running
     code = stop_server(running)
     assert code == 0, f"dicomvault exited with {code}:\n{running.log()}"
+
+
+@pytest.fixture(scope="session")
+def replacing_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningServer]:
+    """A server whose duplicate policy keeps the newest version of an instance."""
+    running = start_server(
+        tmp_path_factory.mktemp("replacing") / "data",
+        {"DICOMVAULT_DUPLICATE_POLICY": "replace"},
+    )
+    yield running
+    code = stop_server(running)
+    assert code == 0, f"dicomvault exited with {code}:\n{running.log()}"

@@ -63,7 +63,8 @@ def part10(ds: Dataset, transfer_syntax: str = ExplicitVRLittleEndian) -> bytes:
     """Encode a data set as a Part 10 file."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    # A data set may lack its SOP Instance UID on purpose; the meta still has one.
+    meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or new_uid()
     meta.TransferSyntaxUID = transfer_syntax
     ds.file_meta = meta
     buffer = io.BytesIO()

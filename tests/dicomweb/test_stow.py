@@ -1,0 +1,255 @@
+"""STOW-RS against a real server: statuses, failure reasons, and nothing lost."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import RunningServer
+from tests.dicomweb.stow_helpers import multipart_body, post_instances
+from tests.factory import make_ct, new_uid, part10
+
+pytestmark = pytest.mark.timeout(120)
+
+FAILED = "00081198"
+REFERENCED = "00081199"
+FAILURE_REASON = "00081197"
+WARNING_REASON = "00081196"
+SOP_INSTANCE = "00081155"
+
+
+def _failed_reasons(body: dict) -> list[int]:
+    return [item[FAILURE_REASON]["Value"][0] for item in body[FAILED]["Value"]]
+
+
+def _stored_uids(body: dict) -> list[str]:
+    return [item[SOP_INSTANCE]["Value"][0] for item in body[REFERENCED]["Value"]]
+
+
+def _instance_url(server: RunningServer, study: str, series: str, sop: str) -> str:
+    return f"{server.dicomweb_url}/studies/{study}/series/{series}/instances/{sop}"
+
+
+def _fetch(server: RunningServer, study: str, series: str, sop: str) -> httpx.Response:
+    return httpx.get(
+        _instance_url(server, study, series, sop),
+        headers={"Accept": "application/dicom"},
+        timeout=30,
+    )
+
+
+def test_all_parts_stored_answers_200_with_referenced_sop_sequence(
+    server: RunningServer,
+) -> None:
+    first, second = make_ct(), make_ct()
+    response = post_instances(server.dicomweb_url, [part10(first), part10(second)])
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/dicom+json")
+    body = response.json()
+    assert FAILED not in body
+    assert _stored_uids(body) == [first.SOPInstanceUID, second.SOPInstanceUID]
+    retrieve_url = body[REFERENCED]["Value"][0]["00081190"]["Value"][0]
+    assert retrieve_url.endswith(f"/instances/{first.SOPInstanceUID}")
+
+
+def test_some_parts_failing_answers_202_and_stores_the_rest(
+    server: RunningServer,
+) -> None:
+    good = make_ct()
+    response = post_instances(server.dicomweb_url, [b"not dicom at all", part10(good)])
+    assert response.status_code == 202
+    body = response.json()
+    assert _failed_reasons(body) == [0xC000]
+    assert _stored_uids(body) == [good.SOPInstanceUID]
+    assert "Warning" in response.headers
+
+
+def test_no_part_stored_answers_409(server: RunningServer) -> None:
+    response = post_instances(server.dicomweb_url, [b"\x00" * 300])
+    assert response.status_code == 409
+    assert _failed_reasons(response.json()) == [0xC000]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        'multipart/related; type="application/dicom+xml"; boundary=x',
+        "application/dicom",
+        "multipart/related; type=application/dicom; boundary=x; =broken",
+    ],
+)
+def test_wrong_media_type_answers_415(server: RunningServer, content_type: str) -> None:
+    response = post_instances(
+        server.dicomweb_url, [part10(make_ct())], content_type=content_type
+    )
+    assert response.status_code == 415
+    assert response.json()["error"]
+
+
+def test_instance_of_another_study_fails_while_the_others_are_stored(
+    server: RunningServer,
+) -> None:
+    study = new_uid()
+    belongs, stranger = make_ct(study=study), make_ct()
+    response = post_instances(
+        server.dicomweb_url, [part10(belongs), part10(stranger)], study=study
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assert _stored_uids(body) == [belongs.SOPInstanceUID]
+    assert body[FAILED]["Value"][0][SOP_INSTANCE]["Value"] == [stranger.SOPInstanceUID]
+    assert _failed_reasons(body) == [0xA900]
+    assert _fetch(server, stranger.StudyInstanceUID, stranger.SeriesInstanceUID,
+                  stranger.SOPInstanceUID).status_code == 404  # fmt: skip
+
+
+def test_empty_study_instance_uid_fails_with_a_reason_and_others_are_stored(
+    server: RunningServer,
+) -> None:
+    empty, good = make_ct(), make_ct()
+    empty.StudyInstanceUID = ""
+    response = post_instances(server.dicomweb_url, [part10(empty), part10(good)])
+    assert response.status_code == 202
+    body = response.json()
+    assert _stored_uids(body) == [good.SOPInstanceUID]
+    assert len(_failed_reasons(body)) == 1
+    assert "StudyInstanceUID" in response.headers["Warning"]
+
+
+def test_chunked_transfer_encoding_stores_the_instances(server: RunningServer) -> None:
+    instances = [make_ct(), make_ct()]
+    body = multipart_body(
+        [part10(ds) for ds in instances], "chunky", "application/dicom"
+    )
+
+    def pieces() -> Iterator[bytes]:
+        for start in range(0, len(body), 777):
+            yield body[start : start + 777]
+
+    response = httpx.post(
+        f"{server.dicomweb_url}/studies",
+        content=pieces(),
+        headers={
+            "Content-Type": 'multipart/related; type="application/dicom"; boundary=chunky'
+        },
+        timeout=30,
+    )
+    assert response.request.headers.get("transfer-encoding") == "chunked"
+    assert response.status_code == 200
+    for ds in instances:
+        fetched = _fetch(server, ds.StudyInstanceUID, ds.SeriesInstanceUID,
+                         ds.SOPInstanceUID)  # fmt: skip
+        assert fetched.content == part10(ds)
+
+
+def test_resending_identical_instance_is_a_quiet_success(server: RunningServer) -> None:
+    data = part10(make_ct())
+    assert post_instances(server.dicomweb_url, [data]).status_code == 200
+    again = post_instances(server.dicomweb_url, [data])
+    assert again.status_code == 200
+    assert "Warning" not in again.headers
+    assert WARNING_REASON not in again.json()[REFERENCED]["Value"][0]
+
+
+def test_changed_content_under_reject_policy_fails_and_keeps_the_original(
+    server: RunningServer,
+) -> None:
+    ds = make_ct()
+    original = part10(ds)
+    assert post_instances(server.dicomweb_url, [original]).status_code == 200
+    ds.StudyDescription = "changed"
+    response = post_instances(server.dicomweb_url, [part10(ds)])
+    assert response.status_code == 409
+    assert _failed_reasons(response.json()) == [0x0111]
+    assert "reject" in response.headers["Warning"]
+    stored = _fetch(
+        server, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
+    assert stored.content == original
+
+
+def test_changed_content_under_replace_policy_is_stored_and_said(
+    replacing_server: RunningServer,
+) -> None:
+    ds = make_ct()
+    url = replacing_server.dicomweb_url
+    assert post_instances(url, [part10(ds)]).status_code == 200
+    ds.StudyDescription = "second version"
+    newer = part10(ds)
+    response = post_instances(url, [newer])
+    assert response.status_code == 200
+    item = response.json()[REFERENCED]["Value"][0]
+    assert item[WARNING_REASON]["Value"] == [0xB000]
+    assert "replaced" in response.headers["Warning"]
+    fetched = _fetch(replacing_server, ds.StudyInstanceUID, ds.SeriesInstanceUID,
+                     ds.SOPInstanceUID)  # fmt: skip
+    assert fetched.content == newer
+
+
+@pytest.mark.parametrize("bad", ["..%2f..%2fetc", "1.2%00.3", "1.2.3%2F..%2F..", "a.b"])
+def test_malformed_study_uid_in_stow_path_answers_400(
+    server: RunningServer, bad: str
+) -> None:
+    response = post_instances(server.dicomweb_url, [part10(make_ct())], study=bad)
+    assert response.status_code == 400
+
+
+def test_bad_inputs_leave_what_was_stored_unchanged(server: RunningServer) -> None:
+    keeper = make_ct()
+    kept = part10(keeper)
+    assert post_instances(server.dicomweb_url, [kept]).status_code == 200
+    truncated = kept[: len(kept) - 40]
+    missing_uid = make_ct(sop=keeper.SOPInstanceUID)
+    del missing_uid.SOPInstanceUID
+    hostile = make_ct(study=keeper.StudyInstanceUID, series=keeper.SeriesInstanceUID)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the hostile UID
+        hostile.SOPInstanceUID = "1.2/../../x"
+        hostile_bytes = part10(hostile)
+    for payload in (truncated, b"GIF89a" + b"\x00" * 200, part10(missing_uid),
+                    hostile_bytes):  # fmt: skip
+        response = post_instances(server.dicomweb_url, [payload])
+        assert response.status_code == 409, response.text
+    fetched = _fetch(server, keeper.StudyInstanceUID, keeper.SeriesInstanceUID,
+                     keeper.SOPInstanceUID)  # fmt: skip
+    assert fetched.content == kept
+    found = httpx.get(
+        f"{server.dicomweb_url}/studies/{keeper.StudyInstanceUID}/instances", timeout=30
+    ).json()
+    assert [f["00080018"]["Value"][0] for f in found] == [keeper.SOPInstanceUID]
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def test_large_request_is_streamed_not_held_in_memory(server: RunningServer) -> None:
+    # 256 MiB of pixel data in one part: the server's peak must stay far below.
+    ds = make_ct(rows=8192, columns=8192, frames=2)
+    body = multipart_body([part10(ds)], "big", "application/dicom")
+    before = psutil.Process(server.process.pid).memory_info().rss
+
+    def pieces() -> Iterator[bytes]:
+        for start in range(0, len(body), 1 << 20):
+            yield body[start : start + (1 << 20)]
+
+    response = httpx.post(
+        f"{server.dicomweb_url}/studies",
+        content=pieces(),
+        headers={
+            "Content-Type": 'multipart/related; type="application/dicom"; boundary=big'
+        },
+        timeout=120,
+    )
+    assert response.status_code == 200
+    peak = _peak_rss_bytes(server.process.pid)
+    assert peak - before < 128 * 1024 * 1024, f"peak {peak}, before {before}"
