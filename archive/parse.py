@@ -22,6 +22,7 @@ from pydicom import dcmread
 from pydicom.datadict import dictionary_VR, keyword_for_tag, private_dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import read_dataset
 from pydicom.tag import Tag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -99,9 +100,9 @@ class ParsedInstance:
     elements). ``bulk`` lists every binary value over ``BULK_THRESHOLD_BYTES`` and
     any non-empty Pixel Data; its offsets are file offsets, except when
     ``offsets_valid`` is False (deflated transfer syntaxes), where they count in
-    the inflated data set. ``frames`` gives, for encapsulated Pixel Data, the file spans of each
-    frame's fragments; it is None for native Pixel Data, for video transfer
-    syntaxes, and when frame boundaries cannot be found (logged).
+    the inflated data set. ``frames`` gives, for encapsulated Pixel Data, the
+    file spans of each frame's fragments; it is None for native Pixel Data, for
+    video transfer syntaxes, and when frame boundaries cannot be found (logged).
     """
 
     dataset: Dataset
@@ -253,12 +254,27 @@ def _strip_uid(value: bytes | None) -> str:
     return "" if value is None else value.decode("latin_1").rstrip("\0 ")
 
 
+@dataclass(frozen=True)
+class _PixelElement:
+    """The first top-level pixel data element, where pydicom stops reading."""
+
+    tag: int
+    vr: str | None
+    length: int
+    value_offset: int
+    end: int
+
+
 @dataclass
 class _Walk:
     """What the structural pass found."""
 
     deflated: bool
+    implicit: bool
+    little: bool
+    size: int
     bulk: list[BulkElement]
+    pixel_element: _PixelElement | None
     # (value offset, length) of the Basic Offset Table and of each fragment
     pixel_items: list[Span] | None
     tables: dict[int, bytes]
@@ -285,7 +301,16 @@ def _walk_data_set(fp: BinaryIO, size: int, offset: int, uid: str) -> _Walk:
     little = uid != ExplicitVRBigEndian
     walker = _Walker(source, end, little)
     walker.data_set(start, end, uid == ImplicitVRLittleEndian, "", 0)
-    return _Walk(deflated, walker.bulk, walker.pixel_items, walker.tables)
+    return _Walk(
+        deflated=deflated,
+        implicit=walker.implicit,
+        little=little,
+        size=end,
+        bulk=walker.bulk,
+        pixel_element=walker.pixel_element,
+        pixel_items=walker.pixel_items,
+        tables=walker.tables,
+    )
 
 
 class _Walker:
@@ -298,7 +323,9 @@ class _Walker:
         self._tag_length = struct.Struct(f"{endian}HHI")
         self._explicit = struct.Struct(f"{endian}HH2sH")
         self._long = struct.Struct(f"{endian}I")
+        self.implicit = False
         self.bulk: list[BulkElement] = []
+        self.pixel_element: _PixelElement | None = None
         self.pixel_items: list[Span] | None = None
         self.tables: dict[int, bytes] = {}
 
@@ -312,6 +339,8 @@ class _Walker:
             )
         limit = self._size if end is None else end
         implicit = self._looks_implicit(offset, limit, implicit, depth)
+        if depth == 0:
+            self.implicit = implicit
         creators: dict[int, str] = {}
         while end is None or offset < end:
             header = self._header(offset, limit, end is None)
@@ -330,32 +359,53 @@ class _Walker:
             path = f"{prefix}{tag:08X}"
             if length == UNDEFINED_LENGTH:
                 offset = self._undefined(tag, vr, value_offset, implicit, path, depth)
-                continue
-            if value_offset + length > limit:
+            elif value_offset + length > limit:
                 raise self._overrun(tag, value_offset, length, limit)
-            resolved = self._vr(tag, vr, length, creators, depth)
-            if resolved == "SQ":
-                # PS3.5 6.2.2: a sequence encoded as UN holds implicit VR items
-                items_implicit = implicit or vr == "UN"
-                self._sequence(value_offset, length, items_implicit, path, depth)
-            elif (tag in PIXEL_DATA_TAGS and length) or (
-                length > BULK_THRESHOLD_BYTES and resolved in BULK_VRS
-            ):
-                self.bulk.append(BulkElement(path, resolved, value_offset, length))
-            if group & 1 and 0x10 <= element <= 0xFF:
-                creators[tag] = self._text(value_offset, length)
-            elif depth == 0 and tag in (
-                EXTENDED_OFFSET_TABLE,
-                EXTENDED_OFFSET_TABLE_LENGTHS,
-            ):
-                self.tables[tag] = self._read(value_offset, length)
-            offset = value_offset + length
+            else:
+                offset = self._defined(
+                    tag, vr, length, value_offset, implicit, path, depth, creators
+                )
+            if depth == 0 and tag in PIXEL_DATA_TAGS and self.pixel_element is None:
+                self.pixel_element = _PixelElement(
+                    tag, vr, length, value_offset, offset
+                )
         if end is None:
             raise InvalidInstance(
                 "The file ends inside a sequence item of undefined length; it is "
                 "truncated"
             )
         return offset
+
+    def _defined(
+        self,
+        tag: int,
+        vr: str | None,
+        length: int,
+        value_offset: int,
+        implicit: bool,
+        path: str,
+        depth: int,
+        creators: dict[int, str],
+    ) -> int:
+        """Check one element of defined length; return the offset after it."""
+        group, element = tag >> 16, tag & 0xFFFF
+        resolved = self._vr(tag, vr, length, creators, depth)
+        if resolved == "SQ":
+            # PS3.5 6.2.2: a sequence encoded as UN holds implicit VR items
+            items_implicit = implicit or vr == "UN"
+            self._sequence(value_offset, length, items_implicit, path, depth)
+        elif (tag in PIXEL_DATA_TAGS and length) or (
+            length > BULK_THRESHOLD_BYTES and resolved in BULK_VRS
+        ):
+            self.bulk.append(BulkElement(path, resolved, value_offset, length))
+        if group & 1 and 0x10 <= element <= 0xFF:
+            creators[tag] = self._text(value_offset, length)
+        elif depth == 0 and tag in (
+            EXTENDED_OFFSET_TABLE,
+            EXTENDED_OFFSET_TABLE_LENGTHS,
+        ):
+            self.tables[tag] = self._read(value_offset, length)
+        return value_offset + length
 
     def _looks_implicit(
         self, offset: int, limit: int, implicit: bool, depth: int
@@ -573,10 +623,16 @@ def _name(tag: int) -> str:
 
 def _read_dataset(fp: BinaryIO, walk: _Walk) -> Dataset:
     fp.seek(0)
-    # Deflated values cannot be read later at a file offset, so read them all.
-    defer = None if walk.deflated else BULK_THRESHOLD_BYTES
     try:
-        ds = dcmread(fp, defer_size=defer)
+        if walk.deflated:
+            # Deflated values cannot be read later at a file offset: read them all.
+            return dcmread(fp)
+        pixels = walk.pixel_element
+        ds = dcmread(
+            fp, defer_size=BULK_THRESHOLD_BYTES, stop_before_pixels=pixels is not None
+        )
+        if pixels is not None:
+            _add_pixel_data_and_after(fp, ds, pixels, walk)
     except Exception as error:
         # pydicom reports malformed input through many exception types.
         raise InvalidInstance(f"pydicom cannot read the data set: {error}") from error
@@ -590,6 +646,36 @@ def _read_dataset(fp: BinaryIO, walk: _Walk) -> Dataset:
             fp.seek(elem.value_tell)
             ds[tag] = elem._replace(value=fp.read(elem.length))
     return ds
+
+
+def _add_pixel_data_and_after(
+    fp: BinaryIO, ds: Dataset, pixels: _PixelElement, walk: _Walk
+) -> None:
+    """Add the unread pixel data element where pydicom stopped, then the rest.
+
+    pydicom would otherwise scan all of encapsulated Pixel Data for its end.
+    """
+    ds[pixels.tag] = RawDataElement(
+        Tag(pixels.tag),
+        pixels.vr,
+        pixels.length,
+        None if pixels.length else b"",
+        pixels.value_offset,
+        walk.implicit,
+        walk.little,
+    )
+    if pixels.end == walk.size:
+        return
+    fp.seek(pixels.end)
+    rest = read_dataset(
+        fp,
+        walk.implicit,
+        walk.little,
+        defer_size=BULK_THRESHOLD_BYTES,
+        parent_encoding=ds.original_character_set,
+    )
+    for tag in list(rest.keys()):
+        ds[tag] = rest.get_item(tag, keep_deferred=True)
 
 
 def _identity_uid(ds: Dataset, tag: int) -> str:

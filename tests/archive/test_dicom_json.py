@@ -32,6 +32,10 @@ PATIENT_NAME = Tag("PatientName")
 SLICE_THICKNESS = Tag("SliceThickness")
 INSTANCE_NUMBER = Tag("InstanceNumber")
 PIXEL_DATA = Tag("PixelData")
+# A private block (0009,10xx) of creator "DICOMVAULT TEST", and a group length
+PRIVATE_CREATOR = Tag(0x0009, 0x0010)
+PRIVATE_VALUE = Tag(0x0009, 0x1010)
+IDENTIFYING_GROUP_LENGTH = Tag(0x0008, 0x0000)
 
 # Where this archive's text differs from pydicom's on purpose
 PYDICOM_TEXT_DIFFERS = {
@@ -305,8 +309,8 @@ def test_binary_values_are_inline_unless_listed_as_bulk() -> None:
     blob = bytes(range(256)) * 8
     ds = with_raw(
         raw(Tag("EncapsulatedDocument"), "OB", blob),
-        raw(Tag(0x00091010), "UN", b"\x01\x02"),
-        raw(Tag(0x00090010), "LO", b"DICOMVAULT TEST "),
+        raw(PRIVATE_VALUE, "UN", b"\x01\x02"),
+        raw(PRIVATE_CREATOR, "LO", b"DICOMVAULT TEST "),
         raw(PIXEL_DATA, "OW", b"\0\1" * 8),
     )
 
@@ -344,7 +348,7 @@ def test_nested_bulk_paths_name_item_indexes() -> None:
 
 def test_group_lengths_are_dropped() -> None:
     ds = with_raw(
-        raw(Tag(0x00080000), "UL", b"\x04\0\0\0"),
+        raw(IDENTIFYING_GROUP_LENGTH, "UL", b"\x04\0\0\0"),
         raw(Tag("Modality"), "CS", b"CT"),
     )
 

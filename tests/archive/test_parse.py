@@ -303,6 +303,23 @@ def test_synthetic_ct_bulk_and_unread_pixel_data() -> None:
     assert str(parsed.dataset.PatientName) == "Buc^Jérôme"
 
 
+def test_elements_after_encapsulated_pixel_data_are_read() -> None:
+    frames = [jpeg_like(number) for number in range(2)]
+    ds = encapsulated_ct(frames, encapsulate(frames))
+    block = ds.private_block(0x7FE1, "DICOMVAULT TEST", create=True)
+    block.add_new(0x01, "LO", "after the pixels")
+    ds.DataSetTrailingPadding = b"\0" * 2000
+    data = part10(ds, JPEGBaseline8Bit)
+
+    parsed = parse_bytes(data)
+
+    assert parsed.dataset[block.get_tag(0x01)].value == "after the pixels"
+    padding = next(bulk for bulk in parsed.bulk if bulk.path == "FFFCFFFC")
+    assert data[padding.offset : padding.offset + padding.length] == b"\0" * 2000
+    trailing = parsed.dataset.get_item("DataSetTrailingPadding", keep_deferred=True)
+    assert trailing.value is None
+
+
 def test_small_pixel_data_is_listed_as_bulk() -> None:
     parsed = parse_bytes(part10(synthetic_ct(rows=4, columns=4)))
 
@@ -610,6 +627,38 @@ def test_truncated_deflate_stream_is_refused() -> None:
 
     with pytest.raises(InvalidInstance, match="truncated"):
         parse_bytes(data[:-20])
+
+
+class CountingReader(io.BytesIO):
+    """A file in memory that counts the bytes read from it."""
+
+    bytes_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read as BytesIO does, counting."""
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+def test_parse_reads_headers_not_native_pixel_data() -> None:
+    data = part10(synthetic_ct(rows=512, columns=512))
+    fp = CountingReader(data)
+
+    parse_instance(fp, len(data))
+
+    assert fp.bytes_read < 16 * 1024 < len(data) // 32
+
+
+def test_parse_reads_headers_not_encapsulated_pixel_data() -> None:
+    frames = [jpeg_like(number, 20000) for number in range(20)]
+    data = part10(encapsulated_ct(frames, encapsulate(frames, 2)), JPEGBaseline8Bit)
+    fp = CountingReader(data)
+
+    parsed = parse_instance(fp, len(data))
+
+    assert parsed.frames is not None
+    assert fp.bytes_read < 16 * 1024 < len(data) // 16
 
 
 def median_parse_ms(data: bytes, runs: int = 25) -> float:
