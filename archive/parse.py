@@ -153,10 +153,11 @@ def parse_instance(
     )
     stored_uid = _strip_uid(meta.values.get(MEDIA_STORAGE_SOP_INSTANCE_UID))
     if stored_uid and stored_uid != sop_instance_uid:
-        raise InvalidInstance(
-            f"File meta MediaStorageSOPInstanceUID {stored_uid!r} differs from the "
-            f"data set's SOPInstanceUID {sop_instance_uid!r}; they must be equal "
-            "(PS3.10 7.1)"
+        # PS3.10 7.1 wants them equal, but devices get it wrong; the data set's
+        # SOP Instance UID is the one every service keys on.
+        logger.warning(
+            "File meta MediaStorageSOPInstanceUID differs from the data set's "
+            "SOPInstanceUID; the data set's is used"
         )
 
     fix_dataset_text(ds, fallback=fallback_charset)
@@ -674,8 +675,19 @@ def _add_pixel_data_and_after(
         defer_size=BULK_THRESHOLD_BYTES,
         parent_encoding=ds.original_character_set,
     )
+    bulk_paths = {element.path for element in walk.bulk}
     for tag in list(rest.keys()):
-        ds[tag] = rest.get_item(tag, keep_deferred=True)
+        elem = rest.get_item(tag, keep_deferred=True)
+        if (
+            isinstance(elem, RawDataElement)
+            and elem.value is None
+            and Tag(tag).is_private
+            and f"{tag:08X}" not in bulk_paths
+        ):
+            # pydicom converts a private element as it is set: it needs the value.
+            fp.seek(elem.value_tell)
+            elem = elem._replace(value=fp.read(elem.length))
+        ds[tag] = elem
 
 
 def _identity_uid(ds: Dataset, tag: int) -> str:
