@@ -14,12 +14,13 @@ _PREAMBLE = b"\x00" * 128 + b"DICM"
 
 
 def file_meta(
-    sop_class_uid: str,
-    sop_instance_uid: str,
-    transfer_syntax_uid: str,
-    source_ae_title: str,
+    sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str
 ) -> FileMetaDataset:
-    """File Meta Information for a received instance (PS3.10 7.1)."""
+    """File Meta Information for a received instance (PS3.10 7.1).
+
+    The same instance sent again, by any caller, gets the same bytes, so that
+    ingest recognises the repeat (no Source Application Entity Title).
+    """
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
     meta.MediaStorageSOPClassUID = UID(sop_class_uid)
@@ -27,8 +28,6 @@ def file_meta(
     meta.TransferSyntaxUID = UID(transfer_syntax_uid)
     meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    if source_ae_title:
-        meta.SourceApplicationEntityTitle = source_ae_title
     return meta
 
 

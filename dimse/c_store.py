@@ -100,7 +100,6 @@ class StoreHandler:
             sop_class_uid,
             sop_instance_uid,
             str(event.context.transfer_syntax),
-            event.assoc.requestor.ae_title,
         )
         part10 = part10_bytes(meta, event.encoded_dataset(include_meta=False))
         check_dataset(part10, sop_class_uid, sop_instance_uid)
