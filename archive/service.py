@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.encaps import generate_frames
+from pydicom.uid import UID
 
 from archive._sql import json_tag
 from archive.attributes import DEFAULT_RETURN, Level, PATIENT_KEYWORDS
@@ -237,7 +238,10 @@ class Archive:
         bad = [n for n in numbers if not 1 <= n <= count]
         if bad:
             raise NotFound(f"Frame {bad[0]} does not exist; the instance has {count}")
-        if not stored.offsets_valid:
+        encapsulated = UID(stored.transfer_syntax_uid).is_encapsulated
+        if not stored.offsets_valid or (encapsulated and stored.frames is None):
+            # Deflated data, or fragments whose frame boundaries ingest could
+            # not tell: read the whole object and let pydicom find the frames.
             return await asyncio.to_thread(self._frames_by_parsing, stored, numbers)
         if stored.frames is not None:
             return [

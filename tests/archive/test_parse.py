@@ -64,9 +64,6 @@ REFUSED: dict[str, type[ArchiveError]] = {
     "vr_private/nested_private_sq_implicit.dcm": MissingAttribute,
     "vr_private/private_sq_implicit_no_meta.dcm": MissingAttribute,
     "vr_private/un_vr_sequence.dcm": MissingAttribute,
-    # MediaStorageSOPInstanceUID is 1.2.999..., SOPInstanceUID 1.9.999...
-    "objects/rtdose_15frames_implicit.dcm": InvalidInstance,
-    "vr_private/rtdose_bad_vr_values.dcm": InvalidInstance,
 }
 
 
@@ -593,15 +590,17 @@ def test_leading_zero_components_are_accepted() -> None:
     assert parse_bytes(data).series_instance_uid == "1.2.246.352.91.0000217.2005"
 
 
-def test_media_storage_sop_instance_uid_must_match() -> None:
+def test_data_set_sop_instance_uid_wins_over_a_different_file_meta_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     ds = synthetic_ct()
     data = part10(ds)
     uid = str(ds.SOPInstanceUID)
     other = uid[:-1] + ("1" if uid[-1] != "1" else "2")
     patched = data.replace(uid.encode(), other.encode(), 1)
 
-    with pytest.raises(InvalidInstance, match="MediaStorageSOPInstanceUID"):
-        parse_bytes(patched)
+    assert parse_bytes(patched).sop_instance_uid == uid
+    assert "MediaStorageSOPInstanceUID differs" in caplog.text
 
 
 def test_deflated_data_set_parses_with_offsets_into_the_inflated_data() -> None:
