@@ -158,3 +158,29 @@ def test_corpus_file_round_trips_or_is_refused_cleanly(
         assert all(isinstance(v, str) for v in ours[tag]["Value"]), ours[tag]
         del ours[tag]
     assert ours == theirs
+
+
+def _clear_markers(path: Path) -> list[bytes]:
+    """Byte strings that must never appear in a sealed object of this file."""
+    markers = [b"DICM"]
+    ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    raw = ds.get_item("PatientName") if "PatientName" in ds else None
+    if raw is not None and raw.value and len(raw.value.strip(b" \x00")) >= 4:
+        markers.append(raw.value.strip(b" \x00"))
+    return markers
+
+
+def test_no_object_in_the_store_holds_readable_dicom_or_patient_names(
+    replacing_server: RunningServer,
+) -> None:
+    markers: set[bytes] = set()
+    for path in _corpus():
+        post_instances(replacing_server.dicomweb_url, [path.read_bytes()])
+        markers.update(_clear_markers(path))
+    objects = sorted((replacing_server.data_dir / "objects").rglob("*"))
+    sealed = [p for p in objects if p.is_file()]
+    assert len(sealed) >= 40
+    for path in sealed:
+        content = path.read_bytes()
+        leaked = [marker for marker in markers if marker in content]
+        assert leaked == [], f"{path.name} holds {leaked!r} in clear"

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
 
@@ -325,3 +326,61 @@ def test_server_cap_cuts_results_with_the_standard_warning(
     exact = _qido(capped_server, "/studies", _mine(data, limit="2", offset="1"))
     assert len(exact.json()) == 2
     assert "Warning" not in exact.headers
+
+
+def _every_key_instance() -> Any:
+    ds = make_ct(
+        PatientID="KEYS-" + new_uid()[-10:], StudyID="SID-" + new_uid()[-6:],
+        ReferringPhysicianName="Keys^Referrer", AccessionNumber="AK-" + new_uid()[-6:],
+        SeriesNumber=4711, PerformedProcedureStepStartDate="20190303",
+        PerformedProcedureStepStartTime="080910", InstanceNumber=815,
+    )  # fmt: skip
+    item = pydicom.Dataset()
+    item.ScheduledProcedureStepID = "SPS-" + new_uid()[-6:]
+    item.RequestedProcedureID = "RP-" + new_uid()[-6:]
+    ds.RequestAttributesSequence = [item]
+    return ds
+
+
+@pytest.fixture(scope="module")
+def every_key(server: RunningServer) -> Any:
+    """One instance carrying a distinct value for every required matching key."""
+    ds = _every_key_instance()
+    assert post_instances(server.dicomweb_url, [part10(ds)]).status_code == 200
+    return ds
+
+
+# PS3.18 Table 10.6.1-5: the keys an origin server must match at each level.
+_REQUIRED_KEYS = {
+    "studies": ["StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy",
+                "ReferringPhysicianName", "PatientName", "PatientID",
+                "StudyInstanceUID", "StudyID"],
+    "series": ["Modality", "SeriesInstanceUID", "SeriesNumber",
+               "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
+               "RequestAttributesSequence.ScheduledProcedureStepID",
+               "RequestAttributesSequence.RequestedProcedureID"],
+    "instances": ["SOPClassUID", "SOPInstanceUID", "InstanceNumber"],
+}  # fmt: skip
+
+
+def _value(ds: Any, path: str) -> str:
+    if path == "ModalitiesInStudy":
+        return str(ds.Modality)
+    head, _, item_keyword = path.partition(".")
+    value = getattr(ds[head].value[0], item_keyword) if item_keyword else ds.get(head)
+    return str(value)
+
+
+@pytest.mark.parametrize(
+    ("resource", "key"),
+    [(resource, key) for resource, keys in _REQUIRED_KEYS.items() for key in keys],
+)
+def test_every_required_key_matches_at_its_level(
+    server: RunningServer, every_key: Any, resource: str, key: str
+) -> None:
+    params = {"PatientID": every_key.PatientID, key: _value(every_key, key)}
+    found = _qido(server, f"/{resource}", params)
+    assert len(found.json()) == 1, found.text
+    other = dict(params, **{key: "0" if "UID" in key else "19000101" if "Date" in key
+                            else "000001" if "Time" in key else "9999"})  # fmt: skip
+    assert _qido(server, f"/{resource}", other).json() == []

@@ -253,3 +253,12 @@ def test_large_request_is_streamed_not_held_in_memory(server: RunningServer) -> 
     assert response.status_code == 200
     peak = _peak_rss_bytes(server.process.pid)
     assert peak - before < 128 * 1024 * 1024, f"peak {peak}, before {before}"
+
+
+def test_identical_resend_keeps_a_single_object(server: RunningServer) -> None:
+    objects = server.data_dir / "objects"
+    data = part10(make_ct())
+    assert post_instances(server.dicomweb_url, [data]).status_code == 200
+    before = sum(1 for p in objects.rglob("*") if p.is_file())
+    assert post_instances(server.dicomweb_url, [data, data]).status_code == 200
+    assert sum(1 for p in objects.rglob("*") if p.is_file()) == before
