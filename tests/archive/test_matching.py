@@ -35,7 +35,9 @@ def test_date_values_become_single_or_open_ended_ranges(
     assert build_matcher("StudyDate", "DA", value) == expected
 
 
-@pytest.mark.parametrize("value", ["2021011", "20211315", "abc", "-", "20211231-20210101"])
+@pytest.mark.parametrize(
+    "value", ["2021011", "20211315", "abc", "-", "20211231-20210101"]
+)
 def test_malformed_dates_are_refused(value: str) -> None:
     with pytest.raises(InvalidQuery):
         build_matcher("StudyDate", "DA", value)
