@@ -23,7 +23,14 @@ from dimse._bridge import LoopBridge
 from dimse._contexts import PATIENT_ROOT
 from dimse._identifier import retrieve_query
 from dimse._stored import stored_dataset
-from dimse.errors import CANCEL, PENDING, DimseError, Service, status_for
+from dimse.errors import (
+    CANCEL,
+    PENDING,
+    DimseError,
+    RetrieveRefused,
+    Service,
+    status_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +91,15 @@ def storage_contexts(instances: list[StoredInstance]) -> list[PresentationContex
             MAX_CONTEXTS,
         )
     return contexts[:MAX_CONTEXTS]
+
+
+def refused(error: BaseException, service: Service, caller: str) -> RetrieveRefused:
+    """Log a retrieve that failed before counting; the error to raise for it."""
+    status = failure(error, service, caller)
+    return RetrieveRefused(
+        f"{service.value} failed before its sub-operations ({type(error).__name__}, "
+        f"0x{status:04X} per PS3.4)"
+    )
 
 
 def failure(error: BaseException, service: Service, caller: str) -> int:

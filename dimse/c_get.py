@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
-from dimse._retrieve import Retriever, failure
+from dimse._retrieve import Retriever, refused
 from dimse.errors import Service
 
 logger = logging.getLogger(__name__)
@@ -34,11 +34,7 @@ class GetHandler:
         try:
             instances = self._retriever.select(event)
         except Exception as error:  # noqa: BLE001 - answered as a status
-            status = failure(error, Service.GET, caller)
-            # pynetdicom takes a final status only after a count.
-            yield 1
-            yield status, None
-            return
+            raise refused(error, Service.GET, caller) from None
         logger.info("C-GET from %s: %d instances", caller, len(instances))
         yield len(instances)
         yield from self._retriever.sub_operations(event, instances)

@@ -15,13 +15,11 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.events import Event
-from pynetdicom.presentation import build_context
 
 from archive.index import StoredInstance
 from archive.peers import PeerDirectory
 from dimse._bridge import LoopBridge
-from dimse._contexts import VERIFICATION
-from dimse._retrieve import Retriever, failure, storage_contexts
+from dimse._retrieve import Retriever, refused, storage_contexts
 from dimse.errors import Service
 
 logger = logging.getLogger(__name__)
@@ -61,11 +59,7 @@ class MoveHandler:
         try:
             instances = self._retriever.select(event)
         except Exception as error:  # noqa: BLE001 - answered as a status
-            status = failure(error, Service.MOVE, caller)
-            yield peer.host, peer.port, self._association_options([])
-            yield 1
-            yield status, None
-            return
+            raise refused(error, Service.MOVE, caller) from None
         yield peer.host, peer.port, self._association_options(instances)
         logger.info(
             "C-MOVE from %s to %s: %d instances", caller, destination, len(instances)
@@ -74,9 +68,7 @@ class MoveHandler:
         yield from self._retriever.sub_operations(event, instances)
 
     def _association_options(self, instances: list[StoredInstance]) -> dict[str, Any]:
-        # An association needs one context even when it only carries a failure.
-        contexts = storage_contexts(instances) or [build_context(VERIFICATION)]
         return {
-            "contexts": contexts,
+            "contexts": storage_contexts(instances),
             "evt_handlers": [(evt.EVT_CONN_OPEN, self._on_open)],
         }

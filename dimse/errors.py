@@ -51,6 +51,15 @@ class UnreadableDataSet(DimseError):
     """A C-STORE data set cannot be decoded far enough to check it."""
 
 
+class RetrieveRefused(DimseError):
+    """A C-MOVE or C-GET that fails before its sub-operations are counted.
+
+    pynetdicom answers it with a status of its own in the Unable to Process
+    range (0xC514 for C-MOVE, 0xC413 for C-GET, PS3.4 C.4.2.1.5, C.4.3.1.4)
+    and opens no association; the message carries the status we map to.
+    """
+
+
 class Service(str, Enum):
     """The DIMSE-C services whose failures map to different status codes."""
 
