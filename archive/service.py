@@ -14,13 +14,13 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import UID
 
 from archive._sql import json_tag
-from archive.attributes import DEFAULT_RETURN, Level, PATIENT_KEYWORDS
+from archive.attributes import DEFAULT_RETURN, PATIENT_KEYWORDS, Level
 from archive.errors import InvalidRange, NotFound
 from archive.index import Index, StoredInstance
 from archive.ingest import Ingestor, StoreResult
 from archive.query import Query
 from storage.base import ObjectStore
-from storage.envelope import iter_open, open_range
+from storage.envelope import open_range
 from storage.keys import KeyProvider
 
 PIXEL_DATA_PATH = "7FE00010"

@@ -54,7 +54,9 @@ class EmbeddedPostgres:
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         drop_stale_attachments(self.pgdata)
-        self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        self._server = pgserver.get_server(  # type: ignore[attr-defined]
+            self.pgdata, cleanup_mode="stop"
+        )
         url: str = self._server.get_uri()
         logger.info("Embedded PostgreSQL ready in %s", self.pgdata)
         return url

@@ -175,13 +175,13 @@ def _check(settings: Settings) -> None:
             f"db_pool_size must be at least 1, got {settings.db_pool_size!r}"
         )
     resolved = settings.data_dir.resolve()
-    if resolved == Path("/root") or Path("/root") in resolved.parents:
-        if settings.database_url is None:
-            raise SettingsError(
-                f"data_dir {str(settings.data_dir)!r} is under /root: the embedded "
-                "PostgreSQL runs as another user and cannot reach it; choose a folder "
-                "outside /root or set DICOMVAULT_DATABASE_URL"
-            )
+    under_root = resolved == Path("/root") or Path("/root") in resolved.parents
+    if under_root and settings.database_url is None:
+        raise SettingsError(
+            f"data_dir {str(settings.data_dir)!r} is under /root: the embedded "
+            "PostgreSQL runs as another user and cannot reach it; choose a folder "
+            "outside /root or set DICOMVAULT_DATABASE_URL"
+        )
 
 
 def _check_dimse(settings: Settings) -> None:

@@ -10,9 +10,9 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from archive.attributes import Level
 from archive.service import Archive
+from archive.uids import check_uid
 from dicomweb import qido, stow, wado
 from dicomweb._errors import HTTPProblem
-from archive.uids import check_uid
 
 Handler = Callable[[Request], Awaitable[Response]]
 

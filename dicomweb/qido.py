@@ -72,7 +72,7 @@ def parse_query(
     include: set[str] = set()
     include_all = False
     params = request.query_params
-    for name in params.keys():
+    for name in params:
         values = params.getlist(name)
         if name == "includefield":
             for value in values:

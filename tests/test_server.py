@@ -95,7 +95,7 @@ def test_bad_setting_stops_start_up_naming_key_and_value(tmp_path: Path) -> None
     result = subprocess.run(
         [sys.executable, "-m", "dicomvault.cli", "serve", "--data-dir",
          str(tmp_path / "d"), "--http-port", "70000"],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2
     assert "http_port" in result.stderr and "70000" in result.stderr

@@ -210,7 +210,7 @@ def test_limit_and_offset_page_without_repeating_or_skipping(
     server: RunningServer, corpus: Corpus
 ) -> None:
     seen = []
-    for offset in range(0, 3):
+    for offset in range(3):
         page = _qido(server, "/studies", _mine(corpus, limit="1", offset=str(offset)))
         seen += _ids(page)
     assert seen == [f"{corpus.marker}-{x}" for x in "ABC"]
