@@ -45,8 +45,8 @@ STUDY_ROOT_FIND = UID("1.2.840.10008.5.1.4.1.2.2.1")
 STUDY_ROOT_MOVE = UID("1.2.840.10008.5.1.4.1.2.2.2")
 STUDY_ROOT_GET = UID("1.2.840.10008.5.1.4.1.2.2.3")
 
-# Lossless encodings first, so that a caller offering several in one context
-# never has its data degraded by our choice; lossy ones last (PS3.5 8.2).
+# Every listed syntax is accepted; a context gets the caller's first proposal
+# that is listed here (in_requestor_order), so this order decides nothing.
 STORAGE_TRANSFER_SYNTAXES: tuple[str, ...] = (
     JPEGLSLossless,
     JPEG2000Lossless,
