@@ -20,7 +20,7 @@ from archive.index import Index, StoredInstance
 from archive.ingest import Ingestor, StoreResult
 from archive.query import Query
 from storage.base import ObjectStore
-from storage.envelope import open_range
+from storage.envelope import SealedReader, open_range
 from storage.keys import KeyProvider
 
 PIXEL_DATA_PATH = "7FE00010"
@@ -222,12 +222,15 @@ class Archive:
         self, stored: StoredInstance, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
         """Plaintext of a stored instance in pieces, decrypting as it goes."""
-        stop = stored.object_size if end is None else end
-        position = start
-        while position < stop:
-            piece_end = min(stop, position + _PIECE_BYTES)
-            yield await self.read(stored, position, piece_end)
-            position = piece_end
+        reader = await asyncio.to_thread(
+            SealedReader.open, self._store, stored.object_key, self._keys
+        )
+        pieces = reader.iter_read(start, end, piece_bytes=_PIECE_BYTES)
+        while True:
+            piece = await asyncio.to_thread(next, pieces, None)
+            if piece is None:
+                return
+            yield piece
 
     async def frames(self, stored: StoredInstance, numbers: list[int]) -> list[bytes]:
         """Pixel data of the given 1-based frames, as stored (PS3.18 10.4.1.1.4)."""

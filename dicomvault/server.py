@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -191,6 +192,8 @@ async def run(settings: Settings, started: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then drain and stop cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Many slow fsyncs overlap only when there are threads enough to wait in.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=settings.io_threads))
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     runtime = Runtime(settings)

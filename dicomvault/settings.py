@@ -65,6 +65,10 @@ class Settings:
     qido_max_results: int = field(
         default=10000, metadata={"doc": "Most rows one QIDO response returns"}
     )
+    io_threads: int = field(
+        default=64,
+        metadata={"doc": "Threads for blocking work (parsing, sealing, fsync)"},
+    )
     shutdown_grace_s: float = field(
         default=30.0, metadata={"doc": "Seconds in-flight requests get on stop"}
     )
@@ -169,6 +173,10 @@ def _check(settings: Settings) -> None:
     if settings.chunk_bytes < 4096 or settings.chunk_bytes > 16 * 1024 * 1024:
         raise SettingsError(
             f"chunk_bytes must be 4096..16777216, got {settings.chunk_bytes!r}"
+        )
+    if settings.io_threads < 1:
+        raise SettingsError(
+            f"io_threads must be at least 1, got {settings.io_threads!r}"
         )
     if settings.db_pool_size < 1:
         raise SettingsError(
