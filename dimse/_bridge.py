@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from dimse.errors import LoopUnavailable
@@ -32,7 +32,9 @@ class LoopBridge:
             future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         except RuntimeError as error:
             coroutine.close()
-            raise LoopUnavailable(f"The server's event loop refused work: {error}")
+            raise LoopUnavailable(
+                f"The server's event loop refused work: {error}"
+            ) from None
         try:
             return future.result(self._timeout_s)
         except concurrent.futures.TimeoutError:
@@ -41,15 +43,3 @@ class LoopBridge:
                 f"The archive did not answer within {self._timeout_s} s "
                 "(setting dimse_timeout_s)"
             ) from None
-
-    def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
-        """Pull the items of an async iterator one by one from this thread."""
-        while True:
-            try:
-                yield self.call(_next(iterator))
-            except StopAsyncIteration:
-                return
-
-
-async def _next(iterator: AsyncIterator[T]) -> T:
-    return await iterator.__anext__()

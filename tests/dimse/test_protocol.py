@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import threading
 import zlib
 
 import pydicom
@@ -28,6 +30,7 @@ from archive.errors import (
     StoreUnavailable,
 )
 from archive.peers import InvalidPeer, make_peer, parse_peer
+from dimse._bridge import LoopBridge
 from dimse._contexts import accepted_contexts, in_requestor_order
 from dimse._part10 import file_meta, part10_bytes
 from dimse._stored import stored_dataset
@@ -182,3 +185,65 @@ def test_peer_parsing_checks_every_field() -> None:
         make_peer("PACS", "127.0.0.1", 70000)
     with pytest.raises(InvalidPeer, match="host"):
         make_peer("PACS", "a b", 104)
+
+
+def _loop_in_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    return loop, thread
+
+
+def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    loop.close()
+
+
+def test_bridge_returns_results_and_raises_errors_from_the_loop() -> None:
+    loop, thread = _loop_in_thread()
+    try:
+        bridge = LoopBridge(loop, timeout_s=5)
+
+        async def answer() -> int:
+            return 42
+
+        async def refuse() -> int:
+            raise StoreUnavailable("down")
+
+        assert bridge.call(answer()) == 42
+        with pytest.raises(StoreUnavailable):
+            bridge.call(refuse())
+    finally:
+        _stop(loop, thread)
+
+
+def test_bridge_gives_up_after_its_timeout_and_cancels_the_work() -> None:
+    loop, thread = _loop_in_thread()
+    cancelled = threading.Event()
+    try:
+        bridge = LoopBridge(loop, timeout_s=0.2)
+
+        async def slow() -> None:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        with pytest.raises(LoopUnavailable, match="dimse_timeout_s"):
+            bridge.call(slow())
+        assert cancelled.wait(timeout=5)
+    finally:
+        _stop(loop, thread)
+
+
+def test_bridge_refuses_work_once_the_loop_is_closed() -> None:
+    loop, thread = _loop_in_thread()
+    _stop(loop, thread)
+
+    async def never() -> None:
+        raise AssertionError("must not run")
+
+    with pytest.raises(LoopUnavailable, match="closed"):
+        LoopBridge(loop, timeout_s=1).call(never())
