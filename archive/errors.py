@@ -75,3 +75,9 @@ class InvalidRange(ArchiveError):
     """A byte range or frame list cannot be satisfied."""
 
     status = 0xC000
+
+
+class TranscodeFailed(ArchiveError):
+    """Pixel data cannot be decoded or encoded in the transfer syntax asked for."""
+
+    status = PROCESSING_FAILURE

@@ -19,6 +19,7 @@ from archive.errors import InvalidRange, NotFound
 from archive.index import Index, StoredInstance
 from archive.ingest import Ingestor, StoreResult
 from archive.query import Query
+from archive.transcode import PixelFormat, targets, transcode_instance
 from storage.base import ObjectStore
 from storage.envelope import SealedReader, open_range
 from storage.keys import KeyProvider
@@ -260,6 +261,34 @@ class Archive:
             await self.read(stored, offset + (n - 1) * size, offset + n * size)
             for n in numbers
         ]
+
+    def transcode_targets(self, stored: StoredInstance) -> frozenset[str]:
+        """Transfer syntaxes this instance can be converted to, and its own."""
+        has_pixels = _bulk_entry(stored, PIXEL_DATA_PATH) is not None
+        found = targets(
+            stored.transfer_syntax_uid,
+            has_pixels,
+            stored.bits_allocated,
+            stored.samples_per_pixel,
+        )
+        return found | {stored.transfer_syntax_uid}
+
+    async def transcoded(self, stored: StoredInstance, target: str) -> bytes:
+        """The whole instance re-encoded in ``target`` (held in memory)."""
+        data = await self.read(stored)
+        return await asyncio.to_thread(transcode_instance, data, target)
+
+    async def pixel_format(self, stored: StoredInstance) -> PixelFormat:
+        """The Image Pixel attributes, read from the header ahead of Pixel Data."""
+        pixel = _bulk_entry(stored, PIXEL_DATA_PATH)
+        if pixel is None:
+            raise NotFound("The instance holds no Pixel Data")
+        end = pixel[2] if stored.offsets_valid else None
+        header = await self.read(stored, 0, end)
+        ds = await asyncio.to_thread(
+            pydicom.dcmread, io.BytesIO(header), stop_before_pixels=True
+        )
+        return PixelFormat.of(ds)
 
     async def bulk(self, stored: StoredInstance, path: str) -> bytes:
         """The value bytes of one bulk data element, by its tag path."""

@@ -14,6 +14,7 @@ from archive.errors import (
     InvalidUID,
     NotFound,
     StoreUnavailable,
+    TranscodeFailed,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ def status_of(error: ArchiveError) -> int:
         return 400
     if isinstance(error, StoreUnavailable):
         return 503
+    if isinstance(error, TranscodeFailed):
+        # The client may accept another syntax (PS3.18 8.7.3.5): not a 5xx.
+        return 406
     return 400
 
 

@@ -2,74 +2,118 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import re
 from collections.abc import AsyncIterator, Mapping
 
+from pydicom.uid import UID
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from archive.index import StoredInstance
 from archive.service import Archive
+from archive.transcode import (
+    PixelFormat,
+    can_decode,
+    decode_frame,
+    encode_frame,
+    native_frame,
+    native_pixels,
+)
 from dicomweb._errors import HTTPProblem
 from dicomweb._media import Offer, negotiate
 from dicomweb._multipart import multipart_content_type, new_boundary, stream_parts
 from dicomweb._paths import dicomweb_root, scope_uids
+from dicomweb._syntaxes import (
+    BIG_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    NATIVE_SYNTAXES,
+    OCTETS,
+    media_type_of,
+    syntax_rank,
+)
 
 DICOM = "application/dicom"
-OCTETS = "application/octet-stream"
 DICOM_JSON = "application/dicom+json"
 MULTIPART = "multipart/related"
 _BULK_PATH = re.compile(r"^[0-9A-F]{8}(/\d+/[0-9A-F]{8})*$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_NATIVE_TRANSFER_SYNTAXES = frozenset(
-    {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99"}
-)
-_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_EXPLICIT_LE = EXPLICIT_VR_LITTLE_ENDIAN
 
 
-def _stored_syntax(instances: list[StoredInstance]) -> str | None:
-    syntaxes = {instance.transfer_syntax_uid for instance in instances}
-    return syntaxes.pop() if len(syntaxes) == 1 else None
+def _common_targets(archive: Archive, instances: list[StoredInstance]) -> set[str]:
+    """Syntaxes every instance in scope can be sent in (as stored or converted)."""
+    common: set[str] | None = None
+    for stored in instances:
+        found = archive.transcode_targets(stored)
+        common = set(found) if common is None else common & found
+    return common or set()
 
 
-def _check_transfer_syntax(request: Request, instances: list[StoredInstance]) -> None:
-    """Accept '*', no preference, or exactly the stored syntax; else 406."""
-    offers = (
-        Offer(MULTIPART, DICOM, "*"),
-        Offer(MULTIPART, DICOM, _stored_syntax(instances) or "*"),
-    )
-    chosen = negotiate(request.headers.get("accept"), offers)
-    if chosen is None:
-        # Known gap (#4): no transcoding to another transfer syntax yet.
+def _retrieve_syntax(
+    request: Request, archive: Archive, instances: list[StoredInstance], single: bool
+) -> tuple[Offer, str | None]:
+    """Negotiate the media type and transfer syntax (PS3.18 8.7.3.5); else 406.
+
+    Without a transfer-syntax parameter the answer is Explicit VR Little Endian,
+    the default of application/dicom since PS3.18 2016c; ``*`` means as stored.
+    """
+    allowed = _common_targets(archive, instances)
+    offers = [Offer(MULTIPART, DICOM, _EXPLICIT_LE)]
+    if single:
+        offers.append(Offer(DICOM, None, _EXPLICIT_LE))
+    chosen = negotiate(request.headers.get("accept"), offers, allowed)
+    if chosen is None or (
+        chosen.transfer_syntax is not None and chosen.transfer_syntax not in allowed
+    ):
         raise HTTPProblem(
             406,
-            "This archive returns instances as stored: accept multipart/related; "
-            f'type="{DICOM}" with transfer-syntax=* or the stored syntax',
+            f'Acceptable here: {MULTIPART}; type="{DICOM}" (or {DICOM} for one '
+            "instance) with transfer-syntax=* or one of "
+            f"{', '.join(sorted(allowed)) or 'no syntax'}",
         )
+    return chosen, chosen.transfer_syntax
 
 
 async def retrieve(request: Request, archive: Archive) -> Response:
-    """Study, series or instance as multipart/related application/dicom."""
+    """Study, series or instance as application/dicom, converted if asked."""
     study, series, instance = scope_uids(request)
     instances = await archive.instances(study, series, instance)
-    accept = request.headers.get("accept")
-    if instance is not None and negotiate(accept, (Offer(DICOM),)) is not None:
-        if negotiate(accept, (Offer(MULTIPART, DICOM, "*"),)) is None:
-            return await _single_instance(request, archive, instances[0])
-    _check_transfer_syntax(request, instances)
+    chosen, target = _retrieve_syntax(request, archive, instances, instance is not None)
+    if chosen.part_type is None:
+        stored = instances[0]
+        if target is None or target == stored.transfer_syntax_uid:
+            return await _single_instance(request, archive, stored)
+        data = await archive.transcoded(stored, target)
+        etag = f'"{hashlib.sha256(data).hexdigest()}"'
+        media_type = f"{DICOM}; transfer-syntax={target}"
+        return _bytes_with_range(request, data, etag, media_type)
+    # Convert the first instance before answering, so a codec that cannot
+    # handle the data gives 406 rather than a cut-off body.
+    first: bytes | None = None
+    if target is not None and target != instances[0].transfer_syntax_uid:
+        first = await archive.transcoded(instances[0], target)
     boundary = new_boundary()
 
     async def parts() -> AsyncIterator[tuple[Mapping[str, str], AsyncIterator[bytes]]]:
-        for stored in instances:
+        for index, stored in enumerate(instances):
+            syntax = target or stored.transfer_syntax_uid
+            if syntax == stored.transfer_syntax_uid:
+                size, body = stored.object_size, archive.stream(stored)
+            else:
+                data = first if index == 0 and first is not None else None
+                data = data or await archive.transcoded(stored, syntax)
+                size, body = len(data), _once(data)
             headers = {
-                "Content-Type": f"{DICOM}; transfer-syntax={stored.transfer_syntax_uid}",
-                "Content-Length": str(stored.object_size),
+                "Content-Type": f"{DICOM}; transfer-syntax={syntax}",
+                "Content-Length": str(size),
             }
-            yield headers, archive.stream(stored)
+            yield headers, body
 
     return StreamingResponse(
         stream_parts(parts(), boundary),
-        media_type=multipart_content_type(DICOM, boundary),
+        media_type=multipart_content_type(DICOM, boundary, target),
     )
 
 
@@ -166,45 +210,74 @@ def parse_frame_list(text: str) -> list[int]:
     return numbers
 
 
-def _frame_offers(stored: StoredInstance) -> tuple[Offer, ...]:
+def _frame_offers(
+    archive: Archive, stored: StoredInstance, encodable: frozenset[str]
+) -> list[Offer]:
+    """What frames can be sent as: native, as stored, or encoded anew."""
     syntax = stored.transfer_syntax_uid
-    if syntax in _NATIVE_TRANSFER_SYNTAXES:
-        return (Offer(MULTIPART, OCTETS, _EXPLICIT_LE), Offer(MULTIPART, OCTETS, "*"))
-    return (Offer(MULTIPART, OCTETS, syntax),)
+    offers: list[Offer] = []
+    if syntax in NATIVE_SYNTAXES or syntax == BIG_ENDIAN or can_decode(syntax):
+        offers.append(Offer(MULTIPART, OCTETS, _EXPLICIT_LE))
+    if syntax not in NATIVE_SYNTAXES:
+        offers.append(Offer(MULTIPART, media_type_of(syntax), syntax))
+        offers.append(Offer(MULTIPART, OCTETS, syntax))
+    ordered = sorted(encodable - {syntax}, key=syntax_rank)
+    offers += [Offer(MULTIPART, media_type_of(t), t) for t in ordered]
+    return offers
 
 
 async def frames(request: Request, archive: Archive) -> Response:
-    """Frames of one instance, as stored, in multipart/related."""
+    """Frames of one instance in multipart/related, converted if asked (8.7.3.5)."""
     numbers = parse_frame_list(request.path_params["frames"])
     study, series, instance = scope_uids(request)
     stored = (await archive.instances(study, series, instance))[0]
-    offers = _frame_offers(stored)
-    if negotiate(request.headers.get("accept"), offers) is None:
-        # Known gap (#4): frames cannot be transcoded to another syntax yet.
+    syntax = stored.transfer_syntax_uid
+    encodable = archive.transcode_targets(stored) - NATIVE_SYNTAXES - {syntax}
+    chosen = negotiate(
+        request.headers.get("accept"), _frame_offers(archive, stored, encodable)
+    )
+    if chosen is None:
         raise HTTPProblem(
             406,
-            f"Frames are served as stored ({stored.transfer_syntax_uid}); accept "
-            f'multipart/related; type="{OCTETS}"; transfer-syntax=* or that syntax',
+            f"Frames of this instance ({syntax}) are served as {OCTETS} "
+            f"(transfer-syntax=* or {_EXPLICIT_LE}), as stored, or in "
+            f"{', '.join(sorted(encodable)) or 'no other syntax'}",
         )
     pixels = await archive.frames(stored, numbers)
-    syntax = (
-        _EXPLICIT_LE
-        if stored.transfer_syntax_uid in _NATIVE_TRANSFER_SYNTAXES
-        else stored.transfer_syntax_uid
-    )
+    label = _EXPLICIT_LE if syntax in NATIVE_SYNTAXES else syntax
+    target = chosen.transfer_syntax or label
+    if target != label:
+        fmt = await archive.pixel_format(stored)
+        pixels = await asyncio.to_thread(_convert_frames, fmt, syntax, pixels, target)
+    media_type = chosen.part_type or OCTETS
     boundary = new_boundary()
 
     async def parts() -> AsyncIterator[tuple[Mapping[str, str], AsyncIterator[bytes]]]:
         for data in pixels:
-            yield (
-                {"Content-Type": f"{OCTETS}; transfer-syntax={syntax}"},
-                _once(data),
+            yield {"Content-Type": f"{media_type}; transfer-syntax={target}"}, _once(
+                data
             )
 
     return StreamingResponse(
         stream_parts(parts(), boundary),
-        media_type=multipart_content_type(OCTETS, boundary, syntax),
+        media_type=multipart_content_type(media_type, boundary, target),
     )
+
+
+def _convert_frames(
+    fmt: PixelFormat, source: str, frames: list[bytes], target: str
+) -> list[bytes]:
+    converted: list[bytes] = []
+    for frame in frames:
+        if UID(source).is_encapsulated:
+            pixels = decode_frame(fmt, source, frame)
+        else:
+            pixels = native_pixels(fmt, frame, source != BIG_ENDIAN)
+        if target == _EXPLICIT_LE:
+            converted.append(native_frame(fmt, pixels))
+        else:
+            converted.append(encode_frame(fmt, pixels, target))
+    return converted
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
@@ -223,7 +296,7 @@ async def bulk(request: Request, archive: Archive) -> Response:
     if negotiate(accept, (Offer(MULTIPART, OCTETS, "*"),)) is None:
         if negotiate(accept, (Offer(OCTETS),)) is None:
             raise HTTPProblem(406, f"Bulk data is served as {OCTETS}")
-        return _bytes_with_range(request, data, stored)
+        return _bytes_with_range(request, data, f'"{stored.sha256.hex()}"')
     boundary = new_boundary()
 
     async def parts() -> AsyncIterator[tuple[Mapping[str, str], AsyncIterator[bytes]]]:
@@ -236,14 +309,16 @@ async def bulk(request: Request, archive: Archive) -> Response:
 
 
 def _bytes_with_range(
-    request: Request, data: bytes, stored: StoredInstance
+    request: Request, data: bytes, etag: str, media_type: str = OCTETS
 ) -> Response:
+    headers = {"Accept-Ranges": "bytes", "ETag": etag}
     span = parse_range(request.headers.get("range"), len(data))
-    headers = {"Accept-Ranges": "bytes", "ETag": f'"{stored.sha256.hex()}"'}
+    if request.headers.get("if-range") not in (None, etag):
+        span = None
     if span is None:
-        return Response(data, media_type=OCTETS, headers=headers)
+        return Response(data, media_type=media_type, headers=headers)
     start, end = span
     headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
     return Response(
-        data[start:end], status_code=206, media_type=OCTETS, headers=headers
+        data[start:end], status_code=206, media_type=media_type, headers=headers
     )

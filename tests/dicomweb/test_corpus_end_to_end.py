@@ -143,7 +143,8 @@ def test_corpus_file_round_trips_or_is_refused_cleanly(
 
     retrieved = httpx.get(
         f"{replacing_server.dicomweb_url}/studies/{study}/series/{series}/instances/{sop}",
-        headers={"Accept": "application/dicom"},
+        # PS3.18 8.7.3.5: without transfer-syntax=* the default is Explicit VR LE.
+        headers={"Accept": "application/dicom; transfer-syntax=*"},
         timeout=30,
     )
     assert retrieved.status_code == 200
