@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from archive._sql import compile_search
+from archive._sql import Compiled, compile_count, compile_search
 from archive.errors import StoreUnavailable
 from archive.query import Query
 
@@ -234,14 +234,57 @@ class Index:
                 study_pk,
             )
 
-    async def search(
-        self, query: Query
-    ) -> tuple[list[asyncpg.Record], tuple[str, ...]]:
-        """Run a compiled search; return the rows and the keys not matched."""
+    async def search(self, query: Query) -> tuple[list[asyncpg.Record], Compiled]:
+        """Run a compiled search; return the rows and what was compiled."""
         compiled = compile_search(query)
         logger.debug("Search SQL %s", compiled.sql)
         rows = await self._pool.fetch(compiled.sql, *compiled.params)
-        return rows, compiled.unsupported
+        return rows, compiled
+
+    async def count(self, query: Query) -> tuple[int, tuple[str, ...]]:
+        """The number of matches of a query; also the keys not matched."""
+        compiled = compile_count(query)
+        logger.debug("Count SQL %s", compiled.sql)
+        total = await self._pool.fetchval(compiled.sql, *compiled.params)
+        return int(total), compiled.unsupported
+
+    async def backfill_person_names(
+        self,
+        derive: Callable[[str | None, str], dict[str, Any]],
+        batch: int = 500,
+    ) -> int:
+        """Fill person name columns left NULL by an older schema; return the count.
+
+        ``derive(value, column)`` gives the columns of one name. Rows are taken
+        with SKIP LOCKED, so several nodes starting at once share the work.
+        """
+        done = 0
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    "SELECT pk, patient_name, referring_physician_name FROM study "
+                    "WHERE patient_name_words IS NULL ORDER BY pk LIMIT $1 "
+                    "FOR UPDATE SKIP LOCKED",
+                    batch,
+                )
+                for row in rows:
+                    values = {
+                        **derive(row["patient_name"], "patient_name"),
+                        **derive(
+                            row["referring_physician_name"], "referring_physician_name"
+                        ),
+                    }
+                    names = ", ".join(
+                        f"{name} = ${i}" for i, name in enumerate(values, start=2)
+                    )
+                    await conn.execute(
+                        f"UPDATE study SET {names} WHERE pk = $1",
+                        row["pk"],
+                        *values.values(),
+                    )
+            if not rows:
+                return done
+            done += len(rows)
 
     async def study_counts(self, study_pks: Sequence[int]) -> dict[int, asyncpg.Record]:
         """Series count, instance count, modalities and SOP classes per study."""

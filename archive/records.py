@@ -12,6 +12,7 @@ from archive.dicom_json import dataset_to_json
 from archive.index import InstanceRow, SeriesRow, StudyRow
 from archive.matching import normalize_date, normalize_time
 from archive.parse import ParsedInstance
+from archive.person_name import group_key, name_words
 
 
 def _tag(keyword: str) -> str:
@@ -53,6 +54,18 @@ def _integer(metadata: dict[str, Any], keyword: str) -> int | None:
     return number if -(2**31) <= number < 2**31 else None
 
 
+def person_name_columns(full: str | None, column: str) -> dict[str, Any]:
+    """The index columns of one PN value given as its groups joined by '='."""
+    groups = (full or "").split("=") + ["", ""]
+    return {
+        column: full or None,
+        f"{column}_alphabetic_ci": group_key(groups[0]),
+        f"{column}_ideographic_ci": group_key(groups[1]),
+        f"{column}_phonetic_ci": group_key(groups[2]),
+        f"{column}_words": name_words(full),
+    }
+
+
 def _person_name(metadata: dict[str, Any], keyword: str, column: str) -> dict[str, Any]:
     value = _first(metadata, keyword)
     groups = value if isinstance(value, dict) else {}
@@ -60,12 +73,7 @@ def _person_name(metadata: dict[str, Any], keyword: str, column: str) -> dict[st
     ideographic = groups.get("Ideographic")
     phonetic = groups.get("Phonetic")
     full = "=".join([alphabetic or "", ideographic or "", phonetic or ""]).rstrip("=")
-    return {
-        column: full or None,
-        f"{column}_alphabetic_ci": alphabetic.lower() if alphabetic else None,
-        f"{column}_ideographic_ci": ideographic.lower() if ideographic else None,
-        f"{column}_phonetic_ci": phonetic.lower() if phonetic else None,
-    }
+    return person_name_columns(full, column)
 
 
 def _date(metadata: dict[str, Any], keyword: str) -> str | None:

@@ -6,7 +6,7 @@ import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import pydicom
@@ -18,7 +18,7 @@ from archive.attributes import DEFAULT_RETURN, PATIENT_KEYWORDS, Level
 from archive.errors import InvalidRange, NotFound
 from archive.index import Index, StoredInstance
 from archive.ingest import Ingestor, StoreResult
-from archive.query import Query
+from archive.query import CursorValue, Query
 from archive.transcode import PixelFormat, targets, transcode_instance
 from storage.base import ObjectStore
 from storage.envelope import SealedReader, open_range
@@ -48,10 +48,29 @@ _IDENTIFYING = {
 
 @dataclass(frozen=True)
 class SearchResult:
-    """Matches as DICOM JSON objects, and the keys that could not be matched."""
+    """Matches as DICOM JSON objects, and the keys that could not be matched.
+
+    ``cursors`` holds the keyset position of each match: pass one as
+    ``Query.after`` to continue after that match.
+    """
 
     matches: list[dict[str, Any]]
     unsupported: tuple[str, ...]
+    cursors: list[tuple[CursorValue, ...]] = field(default_factory=list)
+
+
+def without_bulk_data(attributes: dict[str, Any]) -> dict[str, Any]:
+    """DICOM JSON without the elements ingest kept as bulk data, at any depth."""
+    kept: dict[str, Any] = {}
+    for tag, element in attributes.items():
+        if "BulkDataURI" in element:
+            continue
+        if element.get("vr") == "SQ" and element.get("Value"):
+            element = dict(
+                element, Value=[without_bulk_data(item) for item in element["Value"]]
+            )
+        kept[tag] = element
+    return kept
 
 
 def _number(vr: str, value: int) -> dict[str, Any]:
@@ -91,20 +110,30 @@ class Archive:
 
     async def search(self, query: Query) -> SearchResult:
         """Run a query and build each match's attributes (PS3.18 10.6.3)."""
-        rows, unsupported = await self.index.search(query)
+        rows, compiled = await self.index.search(query)
         wanted = self._return_tags(query)
+        cursors = [
+            tuple(row[column] for column in compiled.cursor_columns) for row in rows
+        ]
         if query.level == Level.PATIENT:
-            return SearchResult(await self._patient_matches(rows, wanted), unsupported)
-        matches: list[dict[str, Any]] = []
+            matches = await self._patient_matches(rows, wanted)
+            return SearchResult(matches, compiled.unsupported, cursors)
+        matches = []
         for row in rows:
             merged: dict[str, Any] = {}
             for column in _LEVEL_JSON[query.level]:
                 merged.update(json.loads(row[column]))
             matches.append(merged)
         await self._add_computed(query.level, rows, matches)
-        if wanted is not None:
+        if wanted is None:
+            matches = [without_bulk_data(match) for match in matches]
+        else:
             matches = [{t: v for t, v in m.items() if t in wanted} for m in matches]
-        return SearchResult(matches, unsupported)
+        return SearchResult(matches, compiled.unsupported, cursors)
+
+    async def count(self, query: Query) -> tuple[int, tuple[str, ...]]:
+        """How many matches a query has, whatever its paging; and unmatched keys."""
+        return await self.index.count(query)
 
     def _return_tags(self, query: Query) -> set[str] | None:
         if query.include_all:

@@ -23,6 +23,7 @@ from archive.index import Index
 from archive.ingest import DuplicatePolicy, Ingestor
 from archive.migrate import apply_migrations, migrations_dir
 from archive.peers import PeerDirectory, parse_peer
+from archive.records import person_name_columns
 from archive.service import Archive
 from dicomvault.embedded_pg import EmbeddedPostgres
 from dicomvault.settings import Settings
@@ -117,6 +118,9 @@ class Runtime:
         self.index = await Index.connect(url, settings.db_pool_size)
         async with self.index.acquire() as conn:
             await apply_migrations(conn, migrations_dir())
+        filled = await self.index.backfill_person_names(person_name_columns)
+        if filled:
+            logger.info("Filled fuzzy matching columns of %d older studies", filled)
         store = await asyncio.to_thread(build_store, settings)
         keys = await asyncio.to_thread(load_keys, settings)
         ingestor = Ingestor(

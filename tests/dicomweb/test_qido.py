@@ -251,14 +251,6 @@ def test_hostile_or_malformed_queries_answer_400(
     assert response.json()["error"]
 
 
-def test_fuzzymatching_is_answered_with_the_standard_warning(
-    server: RunningServer, corpus: Corpus
-) -> None:
-    response = _qido(server, "/studies", _mine(corpus, fuzzymatching="true"))
-    assert response.status_code == 200
-    assert "fuzzymatching" in response.headers["Warning"]
-
-
 def test_limit_the_client_asked_for_cuts_without_a_warning(
     server: RunningServer, corpus: Corpus
 ) -> None:
