@@ -27,6 +27,7 @@ from archive.records import person_name_columns
 from archive.service import Archive
 from dicomvault.embedded_pg import EmbeddedPostgres
 from dicomvault.settings import Settings
+from dicomweb._cors import cors_middleware
 from dicomweb._errors import HTTPProblem, handle_archive_error, handle_problem
 from dicomweb.app import dicomweb_routes
 from dimse.listener import DimseListener, ListenerConfig
@@ -166,6 +167,7 @@ def dicomweb_app(
     return Starlette(
         routes=[*extra_routes, *dicomweb_routes(archive, settings.qido_max_results)],
         exception_handlers=handlers,
+        middleware=cors_middleware(settings.cors_allowed_origins),
     )
 
 

@@ -72,6 +72,12 @@ class Settings:
     shutdown_grace_s: float = field(
         default=30.0, metadata={"doc": "Seconds in-flight requests get on stop"}
     )
+    cors_allowed_origins: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "doc": "Browser origins allowed to call DICOMweb; '*' any; empty none"
+        },
+    )
     dimse_calling_aets: tuple[str, ...] = field(
         default=(),
         metadata={"doc": "Calling AE titles allowed to associate; empty = any"},
@@ -103,6 +109,7 @@ class Settings:
 
 ENV_PREFIX = "DICOMVAULT_"
 _DUPLICATE_POLICIES = ("reject", "replace")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
 _PEER = re.compile(r"^[^@\\]{1,16}@[A-Za-z0-9._:\-\[\]%]+:[0-9]{1,5}$")
 
 
@@ -165,6 +172,12 @@ def _check(settings: Settings) -> None:
             f"ae_title must be 1..16 characters, got {settings.ae_title!r}"
         )
     _check_dimse(settings)
+    for origin in settings.cors_allowed_origins:
+        if origin != "*" and _ORIGIN.match(origin) is None:
+            raise SettingsError(
+                f"cors_allowed_origins holds {origin!r}, expected '*' or an origin "
+                "such as 'https://viewer.example.org:8443' (no path)"
+            )
     if settings.duplicate_policy not in _DUPLICATE_POLICIES:
         raise SettingsError(
             f"duplicate_policy must be one of {_DUPLICATE_POLICIES}, "

@@ -191,7 +191,20 @@ async def metadata(request: Request, archive: Archive) -> Response:
     body = "[" + ",".join(documents) + "]"
     # Bulk data URIs are stored relative to the DICOMweb root.
     body = body.replace('"BulkDataURI": "studies/', f'"BulkDataURI": "{root}studies/')
-    return Response(body, media_type=offer.media_type)
+    etag = f'"{hashlib.sha256(body.encode()).hexdigest()}"'
+    # Metadata can change (a new instance, a replaced version): revalidate always.
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if _matches_any(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=offer.media_type, headers=headers)
+
+
+def _matches_any(if_none_match: str | None, etag: str) -> bool:
+    """Weak comparison of If-None-Match against our ETag (RFC 9110 13.1.2)."""
+    if if_none_match is None:
+        return False
+    candidates = [tag.strip() for tag in if_none_match.split(",")]
+    return "*" in candidates or etag in [c.removeprefix("W/") for c in candidates]
 
 
 def parse_frame_list(text: str) -> list[int]:
