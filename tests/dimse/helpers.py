@@ -106,9 +106,10 @@ def transfer_syntax_of(part10: bytes) -> str:
 
 
 def wado_instance(server: RunningServer, study: str, series: str, sop: str) -> bytes:
-    """The Part 10 bytes of one instance as WADO-RS returns them."""
+    """The Part 10 bytes of one instance as stored (PS3.18 8.7.3.5.2: "*")."""
     url = f"{server.dicomweb_url}/studies/{study}/series/{series}/instances/{sop}"
-    response = httpx.get(url, headers={"Accept": "application/dicom"}, timeout=60)
+    accept = "application/dicom; transfer-syntax=*"
+    response = httpx.get(url, headers={"Accept": accept}, timeout=60)
     assert response.status_code == 200, (response.status_code, response.text[:300])
     return response.content
 
