@@ -11,7 +11,6 @@ import io
 import logging
 
 from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
@@ -45,7 +44,7 @@ def check_dataset(part10: bytes, sop_class_uid: str, sop_instance_uid: str) -> N
             stop_before_pixels=True,
             specific_tags=["SOPClassUID", "SOPInstanceUID"],
         )
-    except (InvalidDicomError, EOFError, OSError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - pydicom fails in many ways on bad input
         raise UnreadableDataSet(f"The data set cannot be decoded: {error}") from None
     found_class = ds.get("SOPClassUID")
     if found_class is not None and str(found_class) != sop_class_uid:

@@ -24,7 +24,7 @@ from pynetdicom import _config
 from pynetdicom.dsutils import encode
 
 from dimse.c_store import check_dataset
-from dimse.errors import DataSetMismatch
+from dimse.errors import DataSetMismatch, UnreadableDataSet
 from tests.conftest import (
     CORPUS,
     RunningServer,
@@ -343,3 +343,9 @@ def test_instance_with_large_private_sequence_after_pixel_data_is_stored(
     assert pydicom.dcmread(io.BytesIO(stored))[0x7FE11001][0][0x7FE11002].value == (
         "x" * 2000
     )
+
+
+def test_check_dataset_reports_garbage_as_unreadable() -> None:
+    ds = make_ct()
+    with pytest.raises(UnreadableDataSet):
+        check_dataset(b"not DICOM at all" * 20, ds.SOPClassUID, ds.SOPInstanceUID)
