@@ -407,7 +407,9 @@ def _order_keys(query: Query) -> list[tuple[str, str, bool]]:
         (*_order_expression(key.keyword, query.level), key.descending)
         for key in query.order
     ]
-    return [*keys, (f"{_LEVEL_TABLE[query.level]}.pk", "bigint", False)]
+    # Ties go the way of the last key, so one index serves both directions.
+    descending = bool(query.order) and query.order[-1].descending
+    return [*keys, (f"{_LEVEL_TABLE[query.level]}.pk", "bigint", descending)]
 
 
 def compile_search(query: Query) -> Compiled:

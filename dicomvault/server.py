@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from concurrent.futures import ThreadPoolExecutor
 import logging
 import signal
@@ -220,6 +221,10 @@ async def run(settings: Settings, started: asyncio.Event | None = None) -> None:
         )
         await start_dimse(runtime, archive, peers)
         deferred.app = dicomweb_app(archive, settings, peer_routes(peers))
+        # Start-up objects live as long as the process: keep them out of the
+        # collector's full passes, which otherwise stall requests for ~25 ms.
+        gc.collect()
+        gc.freeze()
         logger.info(
             "dicomvault ready: HTTP %s:%d, DICOMweb at /dicom-web",
             settings.host,

@@ -23,7 +23,7 @@ CREATE INDEX study_unfilled_words_idx ON study (pk) WHERE patient_name_words IS 
 -- SOP class, so both are answered from the indexes alone.
 CREATE INDEX instance_series_sop_class_idx ON instance (series_pk, sop_class_uid);
 
--- orderby keys that viewers ask for most, with pk as the tie-breaker that keyset
--- paging needs.
-CREATE INDEX study_date_pk_idx ON study (study_date, study_time, pk);
-CREATE INDEX study_patient_id_pk_idx ON study (patient_id, pk);
+-- orderby StudyDate (and StudyTime) in either direction, as archive/_sql.py
+-- sorts: NULL as '', ties broken by pk.
+CREATE INDEX study_date_order_idx
+    ON study ((COALESCE(study_date, '')), (COALESCE(study_time, '')), pk);
