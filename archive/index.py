@@ -61,6 +61,7 @@ class StoredInstance:
     samples_per_pixel: int | None
     bulk: list[list[Any]]
     frames: list[list[list[int]]] | None
+    crc32: int | None = None
 
 
 _STORED_COLUMNS = (
@@ -69,7 +70,7 @@ _STORED_COLUMNS = (
     "instance.object_size, instance.sha256, instance.offsets_valid, "
     "instance.number_of_frames, instance.rows, instance.columns, "
     "instance.bits_allocated, instance.samples_per_pixel, instance.bulk, "
-    "instance.frames"
+    "instance.frames, instance.crc32"
 )
 _JOIN = (
     "instance JOIN series ON series.pk = instance.series_pk "
@@ -96,6 +97,7 @@ def _stored(record: asyncpg.Record) -> StoredInstance:
         samples_per_pixel=record["samples_per_pixel"],
         bulk=json.loads(record["bulk"]),
         frames=json.loads(frames) if frames is not None else None,
+        crc32=record["crc32"],
     )
 
 
@@ -145,6 +147,14 @@ class Index:
             sop_instance_uid,
         )
         return _stored(record) if record is not None else None
+
+    async def set_crc32(self, sop_instance_uid: str, crc32: int) -> None:
+        """Record the CRC-32 of an instance stored before ingest took it."""
+        await self._pool.execute(
+            "UPDATE instance SET crc32 = $2 WHERE sop_instance_uid = $1",
+            sop_instance_uid,
+            crc32,
+        )
 
     async def insert_instance(
         self, study: StudyRow, series: SeriesRow, instance: InstanceRow

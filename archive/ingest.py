@@ -11,13 +11,14 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import BinaryIO
 
 from archive.errors import DuplicateConflict, StoreUnavailable, StudyMismatch
-from archive.index import Index
+from archive.index import Index, InstanceRow
 from archive.parse import ParsedInstance, parse_instance
 from archive.records import index_rows
 from storage.base import ObjectStore
@@ -65,11 +66,14 @@ def _file_chunks(fp: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
-def _sha256(fp: BinaryIO) -> bytes:
+def _digests(fp: BinaryIO) -> tuple[bytes, int]:
+    """SHA-256 and CRC-32 (for ZIP batch downloads) in one pass."""
     digest = hashlib.sha256()
+    crc32 = 0
     for chunk in _file_chunks(fp):
         digest.update(chunk)
-    return digest.digest()
+        crc32 = zlib.crc32(chunk, crc32)
+    return digest.digest(), crc32
 
 
 def new_object_key() -> str:
@@ -104,7 +108,9 @@ class Ingestor:
         Raises an ``ArchiveError`` subclass naming what was wrong; in that case
         nothing that was stored before has changed.
         """
-        parsed, sha256 = await asyncio.to_thread(self._parse_and_hash, fp, size)
+        parsed, (sha256, crc32) = await asyncio.to_thread(
+            self._parse_and_hash, fp, size
+        )
         if expected_study is not None and parsed.study_instance_uid != expected_study:
             raise StudyMismatch(
                 f"Instance belongs to study {parsed.study_instance_uid!r}, "
@@ -124,6 +130,7 @@ class Ingestor:
             study, series, instance = index_rows(
                 parsed, object_key=key, object_size=size, sha256=sha256
             )
+            instance = InstanceRow(dict(instance.values, crc32=crc32), instance.metadata)
             if existing is None:
                 if await self._index.insert_instance(study, series, instance):
                     logger.info("Stored instance (%d bytes)", size)
@@ -149,10 +156,12 @@ class Ingestor:
             "with other content"
         )
 
-    def _parse_and_hash(self, fp: BinaryIO, size: int) -> tuple[ParsedInstance, bytes]:
+    def _parse_and_hash(
+        self, fp: BinaryIO, size: int
+    ) -> tuple[ParsedInstance, tuple[bytes, int]]:
         fp.seek(0)
         parsed = parse_instance(fp, size)
-        return parsed, _sha256(fp)
+        return parsed, _digests(fp)
 
     def _write_object(self, key: str, fp: BinaryIO, size: int) -> None:
         sealed = seal(_file_chunks(fp), size, self._keys, self._chunk_bytes)

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from archive.attributes import Level
 from archive.service import Archive
 from archive.uids import check_uid
-from dicomweb import qido, stow, wado
+from dicomweb import batch, qido, stow, wado
 from dicomweb._errors import HTTPProblem
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -48,6 +48,7 @@ def dicomweb_routes(archive: Archive, qido_max_results: int) -> list[BaseRoute]:
 
     routes = [
         Route("/studies", bound(stow.store), methods=["POST"]),
+        Route("/batch", bound(batch.studies), methods=["GET"]),
         Route(_STUDY, bound(stow.store), methods=["POST"]),
         Route("/studies", searching(Level.STUDY), methods=["GET"]),
         Route("/series", searching(Level.SERIES), methods=["GET"]),

@@ -21,10 +21,12 @@ from archive.transcode import (
     native_frame,
     native_pixels,
 )
+from dicomweb import batch
 from dicomweb._errors import HTTPProblem
 from dicomweb._media import Offer, negotiate
 from dicomweb._multipart import multipart_content_type, new_boundary, stream_parts
 from dicomweb._paths import dicomweb_root, scope_uids
+from dicomweb._ranges import parse_range
 from dicomweb._syntaxes import (
     BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
@@ -38,7 +40,6 @@ DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
 MULTIPART = "multipart/related"
 _BULK_PATH = re.compile(r"^[0-9A-F]{8}(/\d+/[0-9A-F]{8})*$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _EXPLICIT_LE = EXPLICIT_VR_LITTLE_ENDIAN
 
 
@@ -76,9 +77,18 @@ def _retrieve_syntax(
     return chosen, chosen.transfer_syntax
 
 
+def _wants_zip(request: Request) -> bool:
+    """Tell whether the client prefers application/zip to multipart/related."""
+    offers = (Offer(MULTIPART, DICOM, "*"), Offer(batch.ZIP))
+    chosen = negotiate(request.headers.get("accept"), offers)
+    return chosen is not None and chosen.media_type == batch.ZIP
+
+
 async def retrieve(request: Request, archive: Archive) -> Response:
-    """Study, series or instance as application/dicom, converted if asked."""
+    """Study, series or instance as application/dicom (or a ZIP, see batch)."""
     study, series, instance = scope_uids(request)
+    if instance is None and _wants_zip(request):
+        return await batch.download(request, archive, [(study, series)])
     instances = await archive.instances(study, series, instance)
     chosen, target = _retrieve_syntax(request, archive, instances, instance is not None)
     if chosen.part_type is None:
@@ -115,28 +125,6 @@ async def retrieve(request: Request, archive: Archive) -> Response:
         stream_parts(parts(), boundary),
         media_type=multipart_content_type(DICOM, boundary, target),
     )
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """One byte range of RFC 7233 as [start, end); None for no/unusable Range."""
-    if header is None:
-        return None
-    match = _RANGE.match(header.strip())
-    if match is None:
-        return None
-    first, last = match.groups()
-    if first == "" and last == "":
-        return None
-    if first == "":
-        length = int(last)
-        if length == 0:
-            raise HTTPProblem(416, f"Range {header!r} asks for no bytes")
-        return max(0, size - length), size
-    start = int(first)
-    end = size if last == "" else min(size, int(last) + 1)
-    if start >= size or start >= end:
-        raise HTTPProblem(416, f"Range {header!r} lies outside the {size} bytes")
-    return start, end
 
 
 async def _ranged(
