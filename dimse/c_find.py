@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
 from archive.errors import ArchiveError
+from archive.query import CursorValue
 from archive.service import Archive
 from dimse._bridge import LoopBridge
 from dimse._contexts import PATIENT_ROOT
@@ -56,10 +57,13 @@ class FindHandler:
             yield self._failure(error, caller)
             return
         logger.debug("C-FIND at %s level from %s", request.level.value, caller)
+        after: tuple[CursorValue, ...] | None = None
         offset = 0
         count = 0
         while True:
-            query = replace(request.query, limit=self._page_size, offset=offset)
+            query = replace(
+                request.query, limit=self._page_size, after=after, offset=offset
+            )
             try:
                 result = self._bridge.call(self._archive.search(query))
             except Exception as error:  # noqa: BLE001 - answered as a status
@@ -75,7 +79,11 @@ class FindHandler:
                 count += 1
             if len(result.matches) < self._page_size:
                 break
-            offset += self._page_size
+            # A keyset cursor: matches arriving meanwhile shift nothing.
+            if result.cursors:
+                after = result.cursors[-1]
+            else:
+                offset += self._page_size
         logger.info("C-FIND from %s: %d matches", caller, count)
 
     def _identifier(self, match: dict[str, object], request: FindRequest) -> Dataset:

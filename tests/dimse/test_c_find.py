@@ -361,21 +361,21 @@ def test_patient_level_in_study_root_is_refused(server: RunningServer) -> None:
 
 
 class _PagedArchive:
-    """An archive stub whose search answers pages and records the calls."""
+    """An archive stub whose search answers keyset pages and records the calls."""
 
     def __init__(self, total: int) -> None:
         self.total = total
-        self.offsets: list[int] = []
+        self.afters: list[Any] = []
 
     async def search(self, query: Query) -> SearchResult:
-        self.offsets.append(query.offset)
+        self.afters.append(query.after)
         assert query.limit is not None
-        end = min(self.total, query.offset + query.limit)
+        start = 0 if query.after is None else int(str(query.after[0])) + 1
+        end = min(self.total, start + query.limit)
         matches = [
-            {"0020000D": {"vr": "UI", "Value": [f"1.2.{n}"]}}
-            for n in range(query.offset, end)
+            {"0020000D": {"vr": "UI", "Value": [f"1.2.{n}"]}} for n in range(start, end)
         ]
-        return SearchResult(matches, ())
+        return SearchResult(matches, (), [(n,) for n in range(start, end)])
 
 
 class _ImmediateBridge:
@@ -401,7 +401,7 @@ def test_pending_responses_are_yielded_page_by_page() -> None:
     status, first = next(responses)
     assert status == 0xFF00 and first is not None
     assert first.StudyInstanceUID == "1.2.0"
-    assert archive.offsets == [0], "the first match went out before page two"
+    assert archive.afters == [None], "the first match went out before page two"
     rest = list(responses)
     assert [ds.StudyInstanceUID for _, ds in rest if ds is not None] == [
         "1.2.1",
@@ -409,7 +409,7 @@ def test_pending_responses_are_yielded_page_by_page() -> None:
         "1.2.3",
         "1.2.4",
     ]
-    assert archive.offsets == [0, 2, 4]
+    assert archive.afters == [None, (1,), (3,)]
 
 
 def test_cancel_stops_the_pending_responses() -> None:
