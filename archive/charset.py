@@ -72,6 +72,7 @@ _ISO_8859 = {
     138: _CodedSet("iso8859_8"),
     148: _CodedSet("iso8859_9"),
     166: _CodedSet("iso8859_11"),
+    203: _CodedSet("iso8859_15"),
 }
 
 _G0, _G1 = 0, 1
@@ -92,6 +93,7 @@ _ESCAPES: dict[bytes, tuple[int, _CodedSet]] = {
     b"-H": (_G1, _ISO_8859[138]),
     b"-M": (_G1, _ISO_8859[148]),
     b"-T": (_G1, _ISO_8859[166]),
+    b"-b": (_G1, _ISO_8859[203]),
     b"$B": (_G0, _JIS_X_0208),
     b"$(D": (_G0, _JIS_X_0212),
     b"$)C": (_G1, _KS_X_1001),
@@ -116,7 +118,12 @@ for _number, _coded_set in _ISO_8859.items():
     _INITIAL[f"ISO 2022 IR {_number}"] = (_ASCII, _coded_set)
 
 # Terms that allow no code extensions, decoded by one codec (PS3.3 C.12-5)
-_STAND_ALONE = {"ISO_IR 192": "utf_8", "GB18030": "gb18030", "GBK": "gbk"}
+UTF_8 = "ISO_IR 192"
+_STAND_ALONE = {UTF_8: "utf_8", "GB18030": "gb18030", "GBK": "gbk"}
+# Terms that declare nothing beyond ASCII
+_ASCII_TERMS = frozenset({"", "ISO_IR 6", "ISO 2022 IR 6"})
+# Every defined term of PS3.3 C.12.1.1.2 ('' is the default repertoire)
+DEFINED_TERMS = frozenset(_INITIAL) | frozenset(_STAND_ALONE)
 
 # Where the designation returns to the initial one (PS3.5 6.1.2.5.3)
 _PN_RESETS = re.compile(rb"[\\^=\t\n\f\r]")
@@ -142,11 +149,11 @@ def decode_value(
     """Decode the bytes of one element value, delimiters kept, to Unicode.
 
     ``charsets`` are the values of Specific Character Set in force (empty for
-    the default repertoire). ``fallback`` is the defined term to try when the
-    value holds bytes beyond ASCII that no declared character set has room for
-    (a modality that writes GBK and declares nothing); without one, such a value
-    is read as UTF-8 if it is valid UTF-8. Bytes that do not decode never raise:
-    they become U+FFFD.
+    the default repertoire). A value holding bytes beyond ASCII that no
+    declared character set has room for (a modality that writes GBK and
+    declares nothing) is read as UTF-8 when it is valid UTF-8, else as the
+    defined term ``fallback``. Bytes that do not decode never raise: they
+    become U+FFFD.
     """
     terms = [normalize_term(term) for term in charsets] or [""]
     for term in terms:
@@ -165,12 +172,20 @@ def decode_value(
 
 
 def _undeclared(raw: bytes, vr: str, fallback: str | None) -> str:
+    if is_utf_8(raw):
+        return raw.decode("utf_8")
     if fallback is not None:
         return decode_value(raw, [fallback], vr)
+    return raw.decode("ascii", "replace")
+
+
+def is_utf_8(raw: bytes) -> bool:
+    """Tell whether ``raw`` is valid UTF-8."""
     try:
-        return raw.decode("utf_8")
+        raw.decode("utf_8")
     except UnicodeDecodeError:
-        return raw.decode("ascii", "replace")
+        return False
+    return True
 
 
 def _resets_for(vr: str) -> re.Pattern[bytes]:
@@ -262,17 +277,91 @@ def text_element(tag: int, vr: str, text: str) -> DataElement:
     return DataElement(tag, vr, value, validation_mode=config.IGNORE)
 
 
+@dataclass
+class TextReport:
+    """What decoding the text of one data set found; it holds no values.
+
+    ``undeclared``: bytes beyond ASCII with no character set declared for them.
+    ``mislabelled``: the declared term (ISO_IR 192) whose bytes did not decode.
+    ``fallback``: the term used instead, when one was given and needed.
+    ``replaced``: bytes were needed a fallback and none was given (U+FFFD).
+    """
+
+    undeclared: bool = False
+    mislabelled: str | None = None
+    fallback: str | None = None
+    replaced: bool = False
+
+
+def _text_values(
+    ds: Dataset, inherited: Sequence[str]
+) -> list[tuple[bytes, list[str]]]:
+    """Raw text values beyond ASCII with the character set in force for each."""
+    charsets = dataset_charsets(ds, inherited)
+    found: list[tuple[bytes, list[str]]] = []
+    for tag in list(ds.keys()):
+        elem = ds.get_item(tag, keep_deferred=True)
+        if isinstance(elem, RawDataElement):
+            if elem.value is None:
+                continue
+            vr = element_vr(elem, ds)
+            if vr in TEXT_VRS and not elem.value.isascii():
+                found.append((elem.value, charsets))
+            if vr != "SQ":
+                continue
+            elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value:
+                found += _text_values(item, charsets)
+    return found
+
+
+def check_text(ds: Dataset, fallback: str | None = None) -> TextReport:
+    """Find text bytes the declared character set cannot explain (PS3.5 6.1).
+
+    Invalid UTF-8 under ISO_IR 192 is the tell of a device that declares UTF-8
+    and writes another encoding (often GB18030): then every text value of the
+    data set is to be read as ``fallback`` instead.
+    """
+    report = TextReport()
+    for raw, charsets in _text_values(ds, ()):
+        terms = [normalize_term(term) for term in charsets]
+        if UTF_8 in terms and not is_utf_8(raw):
+            report.mislabelled = UTF_8
+        elif ESCAPE not in raw and all(term in _ASCII_TERMS for term in terms):
+            report.undeclared = True
+            if not is_utf_8(raw):
+                report.fallback = fallback
+                report.replaced = fallback is None
+    if report.mislabelled is not None:
+        report.fallback = fallback
+        report.replaced = fallback is None
+    return report
+
+
 def fix_dataset_text(
-    ds: Dataset, inherited: Sequence[str] = (), *, fallback: str | None = None
+    ds: Dataset,
+    inherited: Sequence[str] = (),
+    *,
+    fallback: str | None = None,
+    mislabelled: str | None = None,
 ) -> None:
     """Decode, in place, every text value whose bytes the character set matters to.
 
     Values of PN, LO, SH, ST, LT, UT and UC that hold an escape or a byte beyond
     ASCII and that pydicom has not converted yet are replaced by elements holding
     :func:`decode_value`'s text; sequence items are visited with the character
-    set they declare or inherit. Bulk values left unread stay unread.
+    set they declare or inherit. ``mislabelled`` names a declared term found
+    wrong by :func:`check_text`: values under it are decoded as ``fallback``.
+    Bulk values left unread stay unread.
     """
     charsets = dataset_charsets(ds, inherited)
+    effective = charsets
+    if mislabelled is not None and fallback is not None:
+        effective = [
+            fallback if normalize_term(term) == mislabelled else term
+            for term in charsets
+        ]
     for tag in list(ds.keys()):
         elem = ds.get_item(tag, keep_deferred=True)
         if isinstance(elem, RawDataElement):
@@ -282,7 +371,7 @@ def fix_dataset_text(
             if vr in TEXT_VRS:
                 raw: bytes = elem.value
                 if ESCAPE in raw or not raw.isascii():
-                    text = decode_value(raw, charsets, vr, fallback=fallback)
+                    text = decode_value(raw, effective, vr, fallback=fallback)
                     ds[tag] = text_element(tag, vr, text)
                 continue
             if vr != "SQ":
@@ -290,4 +379,6 @@ def fix_dataset_text(
             elem = ds[tag]
         if elem.VR == "SQ":
             for item in elem.value:
-                fix_dataset_text(item, charsets, fallback=fallback)
+                fix_dataset_text(
+                    item, charsets, fallback=fallback, mislabelled=mislabelled
+                )

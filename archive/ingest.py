@@ -12,7 +12,7 @@ import hashlib
 import logging
 import secrets
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import BinaryIO
@@ -76,6 +76,33 @@ def _digests(fp: BinaryIO) -> tuple[bytes, int]:
     return digest.digest(), crc32
 
 
+def _log_text_decision(parsed: ParsedInstance, source: str | None) -> None:
+    """Say how text the declared character set did not explain was read."""
+    text = parsed.text
+    if text.mislabelled is None and not (text.undeclared and text.fallback):
+        if text.replaced:
+            logger.warning(
+                "Text bytes of an instance from %s fit no declared character "
+                "set; kept as U+FFFD (set DICOMVAULT_CHARSET_FALLBACKS)",
+                source or "a DICOMweb client",
+            )
+        return
+    why = (
+        f"declares {text.mislabelled} but holds bytes that are not UTF-8"
+        if text.mislabelled is not None
+        else "declares no character set but holds bytes beyond ASCII"
+    )
+    how = f"decoded as {text.fallback}" if text.fallback else "kept as U+FFFD"
+    level = logging.INFO if text.fallback else logging.WARNING
+    logger.log(
+        level,
+        "Instance from %s %s: %s (DICOMVAULT_CHARSET_FALLBACKS)",
+        source or "a DICOMweb client",
+        why,
+        how,
+    )
+
+
 def new_object_key() -> str:
     """A random object key: no patient data, no request text, well spread."""
     token = secrets.token_hex(16)
@@ -93,7 +120,9 @@ class Ingestor:
         *,
         chunk_bytes: int,
         duplicate_policy: DuplicatePolicy,
+        charset_fallbacks: Mapping[str, str] | None = None,
     ) -> None:
+        self._charset_fallbacks = dict(charset_fallbacks or {})
         self._index = index
         self._store = store
         self._keys = keys
@@ -101,16 +130,23 @@ class Ingestor:
         self._policy = duplicate_policy
 
     async def store(
-        self, fp: BinaryIO, size: int, expected_study: str | None = None
+        self,
+        fp: BinaryIO,
+        size: int,
+        expected_study: str | None = None,
+        source: str | None = None,
     ) -> StoreResult:
         """Store one Part 10 instance read from a seekable file of ``size`` bytes.
 
+        ``source`` names the sender (the calling AE title over DIMSE) for the
+        character set fallback rules; None takes the rule for ``*``.
         Raises an ``ArchiveError`` subclass naming what was wrong; in that case
         nothing that was stored before has changed.
         """
         parsed, (sha256, crc32) = await asyncio.to_thread(
-            self._parse_and_hash, fp, size
+            self._parse_and_hash, fp, size, self._fallback_for(source)
         )
+        _log_text_decision(parsed, source)
         if expected_study is not None and parsed.study_instance_uid != expected_study:
             raise StudyMismatch(
                 f"Instance belongs to study {parsed.study_instance_uid!r}, "
@@ -130,7 +166,9 @@ class Ingestor:
             study, series, instance = index_rows(
                 parsed, object_key=key, object_size=size, sha256=sha256
             )
-            instance = InstanceRow(dict(instance.values, crc32=crc32), instance.metadata)
+            instance = InstanceRow(
+                dict(instance.values, crc32=crc32), instance.metadata
+            )
             if existing is None:
                 if await self._index.insert_instance(study, series, instance):
                     logger.info("Stored instance (%d bytes)", size)
@@ -156,11 +194,18 @@ class Ingestor:
             "with other content"
         )
 
+    def _fallback_for(self, source: str | None) -> str | None:
+        """The character set rule for a sender: its own, else the one for '*'."""
+        rules = self._charset_fallbacks
+        if source is not None and source.strip() in rules:
+            return rules[source.strip()]
+        return rules.get("*")
+
     def _parse_and_hash(
-        self, fp: BinaryIO, size: int
+        self, fp: BinaryIO, size: int, fallback: str | None
     ) -> tuple[ParsedInstance, tuple[bytes, int]]:
         fp.seek(0)
-        parsed = parse_instance(fp, size)
+        parsed = parse_instance(fp, size, fallback_charset=fallback)
         return parsed, _digests(fp)
 
     def _write_object(self, key: str, fp: BinaryIO, size: int) -> None:

@@ -15,7 +15,7 @@ import itertools
 import logging
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from pydicom import dcmread
@@ -31,7 +31,7 @@ from pydicom.uid import (
     MPEGTransferSyntaxes,
 )
 
-from archive.charset import fix_dataset_text
+from archive.charset import TextReport, check_text, fix_dataset_text
 from archive.errors import InvalidInstance, MissingAttribute
 from archive.uids import check_uid, is_acceptable_uid
 
@@ -116,6 +116,7 @@ class ParsedInstance:
     offsets_valid: bool
     bulk: tuple[BulkElement, ...]
     frames: Frames | None
+    text: TextReport = field(default_factory=TextReport)
 
 
 def parse_instance(
@@ -125,7 +126,8 @@ def parse_instance(
 
     ``fp`` must be seekable and at offset 0. ``fallback_charset`` is the
     Specific Character Set term to decode text with when the instance declares
-    none yet holds bytes beyond ASCII.
+    none yet holds bytes beyond ASCII that are not UTF-8, or declares ISO_IR 192
+    and holds bytes that are not UTF-8 (``ParsedInstance.text`` tells).
 
     Raises
     ------
@@ -160,7 +162,8 @@ def parse_instance(
             "SOPInstanceUID; the data set's is used"
         )
 
-    fix_dataset_text(ds, fallback=fallback_charset)
+    text = check_text(ds, fallback_charset)
+    fix_dataset_text(ds, fallback=fallback_charset, mislabelled=text.mislabelled)
     frames = _frames(fp, ds, walk, transfer_syntax_uid)
     logger.debug(
         "Parsed instance %s: %d bytes, %d bulk values",
@@ -180,6 +183,7 @@ def parse_instance(
         offsets_valid=not walk.deflated,
         bulk=tuple(walk.bulk),
         frames=frames,
+        text=text,
     )
 
 

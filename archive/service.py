@@ -93,10 +93,14 @@ class Archive:
         self._ingestor = ingestor
 
     async def store(
-        self, fp: BinaryIO, size: int, expected_study: str | None = None
+        self,
+        fp: BinaryIO,
+        size: int,
+        expected_study: str | None = None,
+        source: str | None = None,
     ) -> StoreResult:
         """Store one Part 10 instance (see ``Ingestor.store``)."""
-        return await self._ingestor.store(fp, size, expected_study)
+        return await self._ingestor.store(fp, size, expected_study, source)
 
     async def ready(self) -> bool:
         """Tell whether the index answers and the store can be listed."""

@@ -131,6 +131,7 @@ class Runtime:
             keys,
             chunk_bytes=settings.chunk_bytes,
             duplicate_policy=DuplicatePolicy(settings.duplicate_policy),
+            charset_fallbacks=settings.charset_fallback_rules,
         )
         self.archive = Archive(self.index, store, keys, ingestor)
         return self.archive

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from archive.charset import DEFINED_TERMS, normalize_term
+
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used."""
@@ -95,6 +97,22 @@ class Settings:
         default=(),
         metadata={"doc": "C-MOVE destinations AE_TITLE@host:port; the admin API adds"},
     )
+    charset_fallbacks: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "doc": "SOURCE=TERM: how text a sender mislabels is read; SOURCE is a "
+            "calling AE title or * (any other, DICOMweb too)"
+        },
+    )
+
+    @property
+    def charset_fallback_rules(self) -> dict[str, str]:
+        """charset_fallbacks as a mapping of source to defined term."""
+        rules: dict[str, str] = {}
+        for rule in self.charset_fallbacks:
+            source, _, term = rule.partition("=")
+            rules[source.strip()] = normalize_term(term)
+        return rules
 
     @property
     def resolved_key_file(self) -> Path:
@@ -172,6 +190,7 @@ def _check(settings: Settings) -> None:
             f"ae_title must be 1..16 characters, got {settings.ae_title!r}"
         )
     _check_dimse(settings)
+    _check_charset_fallbacks(settings)
     for origin in settings.cors_allowed_origins:
         if origin != "*" and _ORIGIN.match(origin) is None:
             raise SettingsError(
@@ -232,4 +251,18 @@ def _check_dimse(settings: Settings) -> None:
         if _PEER.match(peer) is None:
             raise SettingsError(
                 f"dimse_peers holds {peer!r}, expected AE_TITLE@host:port"
+            )
+
+
+def _check_charset_fallbacks(settings: Settings) -> None:
+    for rule in settings.charset_fallbacks:
+        source, equals, term = rule.partition("=")
+        if not equals or not 0 < len(source.strip()) <= 16:
+            raise SettingsError(
+                f"charset_fallbacks holds {rule!r}, expected AE_TITLE=TERM or *=TERM"
+            )
+        if normalize_term(term) not in DEFINED_TERMS or not term.strip():
+            raise SettingsError(
+                f"charset_fallbacks holds {rule!r}: {term.strip()!r} is not a "
+                "Specific Character Set defined term (e.g. GB18030, GBK, ISO_IR 100)"
             )

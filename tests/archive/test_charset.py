@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pydicom
@@ -9,6 +10,8 @@ import pytest
 from pydicom.dataset import Dataset
 
 from archive.charset import (
+    TextReport,
+    check_text,
     dataset_charsets,
     decode_value,
     fix_dataset_text,
@@ -32,6 +35,7 @@ SINGLE_BYTE_CASES = [
     (["ISO_IR 138"], "PN", "iso8859_8", "שרון^דבורה"),
     (["ISO_IR 148"], "PN", "iso8859_9", "Çavuşoğlu^Ömer"),
     (["ISO_IR 166"], "LO", "iso8859_11", "ภาษาไทย"),
+    (["ISO_IR 203"], "PN", "iso8859_15", "Œuvre^Zoë €"),
     (["ISO_IR 13"], "PN", "shift_jis", "ﾔﾏﾀﾞ^ﾀﾛｳ"),
     (["ISO_IR 192"], "PN", "utf_8", "Wang^XiaoDong=王^小東="),
     (["GB18030"], "PN", "gb18030", "Ji^Xiang=𠮷^㐀祥"),
@@ -53,6 +57,7 @@ G1_ESCAPE_CASES = [
     ("ISO 2022 IR 138", b"-H", "iso8859_8", "שרון"),
     ("ISO 2022 IR 148", b"-M", "iso8859_9", "Öğr"),
     ("ISO 2022 IR 166", b"-T", "iso8859_11", "ไทย"),
+    ("ISO 2022 IR 203", b"-b", "iso8859_15", "Œž€"),
     ("ISO 2022 IR 13", b")I", "shift_jis", "ｱｲ"),
 ]
 
@@ -256,11 +261,12 @@ def test_undecodable_bytes_become_replacement_characters() -> None:
     assert decode_value(b"\xff\xfe", ["ISO_IR 192"], "LO") == "\ufffd\ufffd"
 
 
-def test_undeclared_bytes_use_the_fallback_then_utf_8_then_replacement() -> None:
+def test_undeclared_bytes_are_utf_8_when_valid_then_the_fallback() -> None:
     gbk = "王^小明".encode("gbk")
 
     assert decode_value(gbk, [], "PN", fallback="GB18030") == "王^小明"
     assert decode_value("Müller".encode(), [], "PN") == "Müller"
+    assert decode_value("Müller".encode(), [], "PN", fallback="GB18030") == "Müller"
     assert decode_value(gbk, [], "PN") == "\ufffd\ufffd^\ufffd\ufffd\ufffd\ufffd"
 
 
@@ -333,3 +339,35 @@ def test_fix_dataset_text_leaves_ascii_values_to_pydicom() -> None:
     fix_dataset_text(ds)
 
     assert ds.PatientID == "ABC"
+
+
+def test_check_text_tells_invalid_utf_8_under_iso_ir_192_and_undeclared_bytes() -> None:
+    declared = Dataset()
+    declared.SpecificCharacterSet = "ISO_IR 192"
+    declared.PatientName = "王^小明"
+    raw = pydicom.dcmread(_saved(declared), force=True)
+    assert check_text(raw, "GB18030") == TextReport()
+    path = corpus_or_data("charset/gen_undeclared_gbk_bytes_ct.dcm")
+    undeclared = check_text(pydicom.dcmread(path), "GB18030")
+    assert undeclared == TextReport(undeclared=True, fallback="GB18030")
+    assert check_text(pydicom.dcmread(path)).replaced
+
+
+def test_fix_dataset_text_reads_a_mislabelled_data_set_as_the_fallback() -> None:
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "PLACE^HOLDER"
+    data = _saved(ds).getvalue().replace(b"PLACE^HOLDER", "王^小明^^".encode("gb18030"))
+    found = pydicom.dcmread(io.BytesIO(data), force=True)
+    report = check_text(found, "GB18030")
+    fix_dataset_text(found, fallback="GB18030", mislabelled=report.mislabelled)
+
+    assert report == TextReport(mislabelled="ISO_IR 192", fallback="GB18030")
+    assert str(found.PatientName) == "王^小明^^"
+
+
+def _saved(ds: Dataset) -> io.BytesIO:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=False, little_endian=True)
+    buffer.seek(0)
+    return buffer

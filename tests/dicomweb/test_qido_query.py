@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import base64
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -41,7 +40,7 @@ class Names:
 
     def __init__(self, marker: str) -> None:
         self.marker = marker
-        utf8 = {"SpecificCharacterSet": "ISO_IR 192"}
+        utf8: dict[str, Any] = {"SpecificCharacterSet": "ISO_IR 192"}
         self.wang = make_ct(
             PatientID=f"{marker}-WANG", **utf8,
             PatientName="Wang^XiaoDong=王^小东=wáng^xiǎodōng",
