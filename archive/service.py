@@ -313,15 +313,18 @@ class Archive:
 
     async def pixel_format(self, stored: StoredInstance) -> PixelFormat:
         """The Image Pixel attributes, read from the header ahead of Pixel Data."""
+        return PixelFormat.of(await self.pixel_header(stored))
+
+    async def pixel_header(self, stored: StoredInstance) -> pydicom.Dataset:
+        """The data set up to Pixel Data, read from the object (not the index)."""
         pixel = _bulk_entry(stored, PIXEL_DATA_PATH)
         if pixel is None:
             raise NotFound("The instance holds no Pixel Data")
         end = pixel[2] if stored.offsets_valid else None
         header = await self.read(stored, 0, end)
-        ds = await asyncio.to_thread(
+        return await asyncio.to_thread(
             pydicom.dcmread, io.BytesIO(header), stop_before_pixels=True
         )
-        return PixelFormat.of(ds)
 
     async def bulk(self, stored: StoredInstance, path: str) -> bytes:
         """The value bytes of one bulk data element, by its tag path."""

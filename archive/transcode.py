@@ -308,3 +308,13 @@ def native_pixels(
     if fmt.planar_configuration == 1:
         return flat.reshape(samples, fmt.rows, fmt.columns).transpose(1, 2, 0).copy()
     return flat.reshape(fmt.rows, fmt.columns, samples)
+
+
+def decode_frames(
+    fmt: PixelFormat, source: str, frames: list[bytes]
+) -> list[np.ndarray[Any, Any]]:
+    """Pixels of frames as stored in ``source``, native or encapsulated."""
+    uid = UID(source)
+    if uid.is_encapsulated:
+        return [decode_frame(fmt, source, frame) for frame in frames]
+    return [native_pixels(fmt, frame, uid.is_little_endian) for frame in frames]

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from archive.attributes import Level
 from archive.service import Archive
 from archive.uids import check_uid
-from dicomweb import batch, qido, stow, wado
+from dicomweb import batch, qido, rendered, stow, wado
 from dicomweb._errors import HTTPProblem
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -64,6 +64,14 @@ def dicomweb_routes(archive: Archive, qido_max_results: int) -> list[BaseRoute]:
         Route(_INSTANCE + "/metadata", bound(wado.metadata), methods=["GET"]),
         Route(_INSTANCE + "/frames/{frames}", bound(wado.frames), methods=["GET"]),
         Route(_INSTANCE + "/bulk/{path:path}", bound(wado.bulk), methods=["GET"]),
+        *[
+            Route(resource + "/" + kind, bound(handler), methods=["GET"])
+            for resource in (_STUDY, _SERIES, _INSTANCE, _INSTANCE + "/frames/{frames}")
+            for kind, handler in (
+                ("rendered", rendered.rendered),
+                ("thumbnail", rendered.thumbnail),
+            )
+        ],
         Route("/studies/{rest:path}", unmatched, methods=["GET", "POST"]),
     ]
     return [
