@@ -21,7 +21,32 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--dimse-port", type=int, help="env DICOMVAULT_DIMSE_PORT")
     serve.add_argument("--ae-title", help="env DICOMVAULT_AE_TITLE")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING")
+    install = commands.add_parser(
+        "install-viewer", help="install the OHIF web viewer served at /viewer (npm)"
+    )
+    install.add_argument("--viewer-dir", type=Path, help="env DICOMVAULT_VIEWER_DIR")
+    install.add_argument(
+        "--tarball", type=Path, help="a file from `npm pack @ohif/app@VERSION`"
+    )
+    install.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING")
     return parser
+
+
+def _install_viewer(args: argparse.Namespace) -> int:
+    from viewer.errors import ViewerInstallError
+    from viewer.install import install_viewer
+
+    try:
+        settings = load_settings(viewer_dir=args.viewer_dir)
+        installed = install_viewer(settings.resolved_viewer_dir, args.tarball)
+    except (SettingsError, ViewerInstallError) as error:
+        print(f"dicomvault: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"{installed.package} {installed.version} installed in {installed.folder}; "
+        f"`dicomvault serve` shows it at {installed.base_path}"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "install-viewer":
+        return _install_viewer(args)
     try:
         settings = load_settings(
             data_dir=args.data_dir,

@@ -35,6 +35,7 @@ from dimse.listener import DimseListener, ListenerConfig
 from storage.base import ObjectStore
 from storage.filesystem import FilesystemStore
 from storage.keys import FileKeyProvider, KeyProvider, create_dev_key_file
+from viewer.app import viewer_routes
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,8 @@ def build_app(runtime: Runtime, deferred: _Deferred) -> Starlette:
             return False
         return await runtime.archive.ready()
 
-    return Starlette(routes=[*health_routes(ready), Mount("/", app=deferred)])
+    viewer = viewer_routes(runtime.settings.resolved_viewer_dir)
+    return Starlette(routes=[*health_routes(ready), *viewer, Mount("/", app=deferred)])
 
 
 def dicomweb_app(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -104,6 +105,12 @@ class Settings:
             "calling AE title or * (any other, DICOMweb too)"
         },
     )
+    viewer_dir: Path | None = field(
+        default=None,
+        metadata={
+            "doc": "Served at /viewer; unset = <sys.prefix>/share/dicomvault/viewer"
+        },
+    )
 
     @property
     def charset_fallback_rules(self) -> dict[str, str]:
@@ -123,6 +130,11 @@ class Settings:
     def resolved_store_dir(self) -> Path:
         """The filesystem store folder in use."""
         return self.store_dir or self.data_dir / "objects"
+
+    @property
+    def resolved_viewer_dir(self) -> Path:
+        """The viewer folder in use: the configured one or this installation's."""
+        return self.viewer_dir or Path(sys.prefix) / "share" / "dicomvault" / "viewer"
 
 
 ENV_PREFIX = "DICOMVAULT_"

@@ -1,0 +1,1 @@
+"""The OHIF web viewer: installed from its npm package, served at /viewer."""
