@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pydicom
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from archive.errors import CANNOT_UNDERSTAND, ArchiveError
@@ -132,6 +132,15 @@ async def store(request: Request, archive: Archive) -> Response:
         async for part in iter_parts(request.stream(), boundary):
             with part.file:
                 await _store_part(archive, part, study, report)
+    except ClientDisconnect:
+        # Parts received whole are stored; the client resumes by asking QIDO
+        # which instances arrived and sending the rest (README, "Resumable upload").
+        logger.warning(
+            "STOW upload cut off by the client after %d stored and %d failed parts",
+            len(report.stored),
+            len(report.failed),
+        )
+        return Response(status_code=400)
     except MultipartError as error:
         if not report.stored and not report.failed:
             raise HTTPProblem(

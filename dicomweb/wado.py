@@ -298,10 +298,16 @@ async def bulk(request: Request, archive: Archive) -> Response:
         if negotiate(accept, (Offer(OCTETS),)) is None:
             raise HTTPProblem(406, f"Bulk data is served as {OCTETS}")
         return _bytes_with_range(request, data, f'"{stored.sha256.hex()}"')
+    # In multipart form a Range names the bytes of the one part (PS3.18 8.3.5.2).
+    span = parse_range(request.headers.get("range"), len(data))
+    part_headers = {"Content-Type": OCTETS}
+    if span is not None:
+        part_headers["Content-Range"] = f"bytes {span[0]}-{span[1] - 1}/{len(data)}"
+        data = data[span[0] : span[1]]
     boundary = new_boundary()
 
     async def parts() -> AsyncIterator[tuple[Mapping[str, str], AsyncIterator[bytes]]]:
-        yield {"Content-Type": OCTETS}, _once(data)
+        yield part_headers, _once(data)
 
     return StreamingResponse(
         stream_parts(parts(), boundary),
