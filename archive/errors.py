@@ -47,6 +47,12 @@ class StudyMismatch(ArchiveError):
     status = DATA_SET_DOES_NOT_MATCH_SOP_CLASS
 
 
+class SeriesMismatch(ArchiveError):
+    """The Series Instance UID is already filed under another study."""
+
+    status = DATA_SET_DOES_NOT_MATCH_SOP_CLASS
+
+
 class DuplicateConflict(ArchiveError):
     """A known SOP Instance UID arrived with other content, and policy rejects it."""
 

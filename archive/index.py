@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from archive._sql import Compiled, compile_count, compile_search
-from archive.errors import StoreUnavailable
+from archive.errors import SeriesMismatch, StoreUnavailable
 from archive.query import Query
 
 logger = logging.getLogger(__name__)
@@ -186,6 +186,11 @@ class Index:
     ) -> str | None:
         """Swap the indexed instance for a new version; return the old object key."""
         async with self._pool.acquire() as conn, conn.transaction():
+            # Concurrent replacements of one UID queue here instead of colliding.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                instance.values["sop_instance_uid"],
+            )
             old = await conn.fetchrow(
                 "DELETE FROM instance WHERE sop_instance_uid = $1 "
                 "RETURNING object_key, series_pk",
@@ -228,6 +233,12 @@ class Index:
             series.attributes,
         )
         assert row is not None
+        if row["study_pk"] != study_pk:
+            # Raising rolls back the whole transaction, the new study row too.
+            raise SeriesMismatch(
+                f"Series {series.values['series_instance_uid']!r} is already filed "
+                "under another study; an instance cannot move it"
+            )
         return int(row["pk"])
 
     async def _drop_if_empty(self, conn: asyncpg.Connection, series_pk: int) -> None:

@@ -16,6 +16,7 @@ from archive.uids import is_acceptable_uid
 _DATE = re.compile(r"^\d{8}$")
 _TIME = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?$")
 _WILDCARDS = frozenset("*?")
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -181,12 +182,18 @@ def _one(keyword: str, vr: str, value: str) -> Single | Wildcard | Range:
     if vr == "TM":
         return _time_matcher(keyword, value)
     if vr in ("IS", "US", "UL", "SS", "SL"):
-        try:
-            return Single(str(int(value)))
-        except ValueError:
+        text = value.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        # isdigit() alone admits '²' and other Unicode digits; DICOM means ASCII.
+        if not (digits.isascii() and digits.isdigit()):
+            raise InvalidQuery(f"{keyword} value {value!r} is not a whole number")
+        number = int(text)
+        if not _INT32_MIN <= number <= _INT32_MAX:
             raise InvalidQuery(
-                f"{keyword} value {value!r} is not a whole number"
-            ) from None
+                f"{keyword} value {value!r} is outside the range of the index "
+                f"({_INT32_MIN}..{_INT32_MAX})"
+            )
+        return Single(str(number))
     if vr == "PN":
         return _text_matcher(value.lower())
     return _text_matcher(value)
@@ -200,6 +207,8 @@ def build_matcher(keyword: str, vr: str, value: str | None) -> Matcher:
     """
     if value is None or value == "":
         return Universal()
+    if "\x00" in value:
+        raise InvalidQuery(f"{keyword} value {value!r} holds a NUL character")
     if vr == "UI":
         uids = tuple(uid.strip() for uid in value.split("\\"))
         bad = [uid for uid in uids if not is_acceptable_uid(uid)]
@@ -212,7 +221,10 @@ def build_matcher(keyword: str, vr: str, value: str | None) -> Matcher:
     # A value that is only wildcards matches everything, including empty values.
     if set(value) <= {"*"}:
         return Universal()
-    parts = value.split("\\")
+    parts = [part for part in value.split("\\") if part != ""]
+    if not parts:
+        # Only separators: a list of empty values, which is universal matching.
+        return Universal()
     if len(parts) == 1:
-        return _one(keyword, vr, value)
-    return AnyOf(tuple(_one(keyword, vr, part) for part in parts if part != ""))
+        return _one(keyword, vr, parts[0])
+    return AnyOf(tuple(_one(keyword, vr, part) for part in parts))

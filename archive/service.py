@@ -326,6 +326,19 @@ class Archive:
             pydicom.dcmread, io.BytesIO(header), stop_before_pixels=True
         )
 
+    def bulk_span(self, stored: StoredInstance, path: str) -> tuple[int, int] | None:
+        """(offset, length) of a bulk value in the stored bytes, when known.
+
+        None means the value must be read by parsing (deflated data sets); an
+        unknown path raises ``NotFound``.
+        """
+        entry = _bulk_entry(stored, path)
+        if entry is None:
+            raise NotFound(f"The instance has no bulk data at {path!r}")
+        if not stored.offsets_valid:
+            return None
+        return int(entry[2]), int(entry[3])
+
     async def bulk(self, stored: StoredInstance, path: str) -> bytes:
         """The value bytes of one bulk data element, by its tag path."""
         entry = _bulk_entry(stored, path)

@@ -56,13 +56,19 @@ def _vr(keyword: str) -> str:
     return str(dictionary_VR(tag)) if tag is not None else "LO"
 
 
+_LARGEST_WHOLE_NUMBER = 2**62
+
+
 def _whole_number(name: str, text: str, lowest: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise HTTPProblem(400, f"{name} must be a whole number, got {text!r}") from None
-    if value < lowest:
-        raise HTTPProblem(400, f"{name} must be at least {lowest}, got {value}")
+    if not (text.isascii() and text.isdigit()) and not (
+        text[:1] == "-" and text[1:].isascii() and text[1:].isdigit()
+    ):
+        raise HTTPProblem(400, f"{name} must be a whole number, got {text!r}")
+    value = int(text)
+    if not lowest <= value <= _LARGEST_WHOLE_NUMBER:
+        raise HTTPProblem(
+            400, f"{name} must be {lowest}..{_LARGEST_WHOLE_NUMBER}, got {value}"
+        )
     return value
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from pydicom.uid import UID
 from starlette.requests import Request
@@ -199,7 +199,9 @@ def parse_frame_list(text: str) -> list[int]:
     """Frame numbers of a frames resource: 1-based, comma-separated (PS3.18 8.3)."""
     numbers: list[int] = []
     for item in text.split(","):
-        if not item.strip().isdigit():
+        item = item.strip()
+        # isdigit() alone admits '²' and other Unicode digits.
+        if not (item.isascii() and item.isdigit()):
             raise HTTPProblem(
                 400,
                 f"Frame list {text!r} must be positive whole numbers, comma-separated",
@@ -207,6 +209,9 @@ def parse_frame_list(text: str) -> list[int]:
         number = int(item)
         if number < 1:
             raise HTTPProblem(400, f"Frame numbers start at 1; got {number}")
+        if number in numbers:
+            # Repeats would let a short URL ask for unbounded response bytes.
+            raise HTTPProblem(400, f"Frame {number} is listed twice in {text!r}")
         numbers.append(number)
     return numbers
 
@@ -292,22 +297,42 @@ async def bulk(request: Request, archive: Archive) -> Response:
         raise HTTPProblem(400, f"Bulk data path {path!r} is not TAG(/item/TAG)*")
     study, series, instance = scope_uids(request)
     stored = (await archive.instances(study, series, instance))[0]
-    data = await archive.bulk(stored, path)
+    span = archive.bulk_span(stored, path)
     accept = request.headers.get("accept")
-    if negotiate(accept, (Offer(MULTIPART, OCTETS, "*"),)) is None:
-        if negotiate(accept, (Offer(OCTETS),)) is None:
-            raise HTTPProblem(406, f"Bulk data is served as {OCTETS}")
-        return _bytes_with_range(request, data, f'"{stored.sha256.hex()}"')
+    multipart = negotiate(accept, (Offer(MULTIPART, OCTETS, "*"),)) is not None
+    if not multipart and negotiate(accept, (Offer(OCTETS),)) is None:
+        raise HTTPProblem(406, f"Bulk data is served as {OCTETS}")
+    if span is None:
+        data = await archive.bulk(stored, path)
+        if not multipart:
+            return _bytes_with_range(request, data, f'"{stored.sha256.hex()}"')
+        return _bulk_part(request, len(data), lambda s, e: _once(data[s:e]))
+    offset, length = span
+    if not multipart:
+        return await _ranged(request, archive, stored, OCTETS, offset, length)
+    return _bulk_part(
+        request,
+        length,
+        lambda s, e: archive.stream(stored, offset + s, offset + e),
+    )
+
+
+def _bulk_part(
+    request: Request,
+    size: int,
+    read: Callable[[int, int], AsyncIterator[bytes]],
+) -> Response:
+    """One bulk value as the single part of multipart/related, streamed."""
     # In multipart form a Range names the bytes of the one part (PS3.18 8.3.5.2).
-    span = parse_range(request.headers.get("range"), len(data))
+    span = parse_range(request.headers.get("range"), size)
     part_headers = {"Content-Type": OCTETS}
+    start, end = span if span is not None else (0, size)
     if span is not None:
-        part_headers["Content-Range"] = f"bytes {span[0]}-{span[1] - 1}/{len(data)}"
-        data = data[span[0] : span[1]]
+        part_headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     boundary = new_boundary()
 
     async def parts() -> AsyncIterator[tuple[Mapping[str, str], AsyncIterator[bytes]]]:
-        yield part_headers, _once(data)
+        yield part_headers, read(start, end)
 
     return StreamingResponse(
         stream_parts(parts(), boundary),
