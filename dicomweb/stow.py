@@ -33,12 +33,24 @@ _RETRIEVE_URL = "00081190"
 _WARNING_COERCION = 0xB000
 
 
+@dataclass(frozen=True)
+class Failure:
+    """One refused part: its number in the request, UIDs if known, and why."""
+
+    part: int
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    reason: int
+    text: str
+
+
 @dataclass
 class StowReport:
     """What happened to each part of one STOW-RS request."""
 
     stored: list[StoreResult] = field(default_factory=list)
-    failed: list[tuple[str | None, str | None, int, str]] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    parts_seen: int = 0
 
     def status(self) -> int:
         """HTTP status per PS3.18 10.5.3: 200 all, 202 some, 409 none stored."""
@@ -65,7 +77,10 @@ def response_body(report: StowReport, base: str, study: str | None) -> dict[str,
                     _REFERENCED_SOP_INSTANCE_UID: _uid(sop_instance),
                     _FAILURE_REASON: {"vr": "US", "Value": [reason]},
                 }
-                for sop_class, sop_instance, reason, _ in report.failed
+                for sop_class, sop_instance, reason in (
+                    (f.sop_class_uid, f.sop_instance_uid, f.reason)
+                    for f in report.failed
+                )
             ],
         }
     referenced = []
@@ -110,16 +125,21 @@ def _boundary(request: Request) -> str:
     return boundary
 
 
+_MAX_NOTES = 10
+
+
 def _notes(report: StowReport) -> list[str]:
-    notes = [
-        f"Part {i}: {reason}" for i, (_, _, _, reason) in enumerate(report.failed, 1)
-    ]
+    """Reasons in words for the Warning header, bounded so clients can read it."""
+    notes = [f"Part {failure.part}: {failure.text}" for failure in report.failed]
     notes += [
         f"SOP Instance {r.sop_instance_uid} replaced its earlier version "
         "(duplicate policy 'replace')"
         for r in report.stored
         if r.outcome is Outcome.REPLACED
     ]
+    if len(notes) > _MAX_NOTES:
+        more = len(notes) - _MAX_NOTES
+        notes = notes[:_MAX_NOTES] + [f"and {more} more; see FailedSOPSequence"]
     return notes
 
 
@@ -147,7 +167,13 @@ async def store(request: Request, archive: Archive) -> Response:
                 400, f"The multipart body is malformed: {error}"
             ) from None
         report.failed.append(
-            (None, None, CANNOT_UNDERSTAND, f"Malformed body: {error}")
+            Failure(
+                report.parts_seen + 1,
+                None,
+                None,
+                CANNOT_UNDERSTAND,
+                f"Malformed body: {error}",
+            )
         )
     if not report.stored and not report.failed:
         raise HTTPProblem(400, "The multipart body holds no part")
@@ -169,26 +195,24 @@ def _ascii(text: str) -> str:
 async def _store_part(
     archive: Archive, part: Any, study: str | None, report: StowReport
 ) -> None:
+    report.parts_seen += 1
+    number = report.parts_seen
     try:
         content_type = parse_content_type(part.content_type or DICOM)[0]
     except InvalidMediaType:
         content_type = part.content_type or ""
     if content_type != DICOM:
-        report.failed.append(
-            (
-                None,
-                None,
-                CANNOT_UNDERSTAND,
-                f"part type {content_type!r} is not {DICOM}",
-            )
-        )
+        text = f"part type {content_type!r} is not {DICOM}"
+        report.failed.append(Failure(number, None, None, CANNOT_UNDERSTAND, text))
         return
     try:
         report.stored.append(await archive.store(part.file, part.size, study))
     except ArchiveError as error:
         sop_class, sop_instance = _identify(part.file)
         logger.warning("STOW part refused: %s", type(error).__name__)
-        report.failed.append((sop_class, sop_instance, error.status, str(error)))
+        report.failed.append(
+            Failure(number, sop_class, sop_instance, error.status, str(error))
+        )
 
 
 def _identify(fp: Any) -> tuple[str | None, str | None]:
@@ -196,6 +220,11 @@ def _identify(fp: Any) -> tuple[str | None, str | None]:
     try:
         fp.seek(0)
         ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
-        return ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
+        found = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
     except Exception:  # noqa: BLE001 - any failure only means "unknown UIDs"
         return None, None
+    # Multi-valued or binary values cannot name an instance in the response.
+    sop_class, sop_instance = (
+        str(value) if isinstance(value, str) and value else None for value in found
+    )
+    return sop_class, sop_instance

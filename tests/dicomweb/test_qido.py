@@ -376,3 +376,35 @@ def test_every_required_key_matches_at_its_level(
     other = dict(params, **{key: "0" if "UID" in key else "19000101" if "Date" in key
                             else "000001" if "Time" in key else "9999"})  # fmt: skip
     assert _qido(server, f"/{resource}", other).json() == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"PatientID": "\\"},
+        {"PatientName": "\\\\"},
+    ],
+)
+def test_values_of_only_separators_match_universally(
+    server: RunningServer, corpus: Corpus, params: dict[str, str]
+) -> None:
+    response = _qido(server, "/studies", {**_mine(corpus), **params})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/studies", {"offset": "99999999999999999999"}),
+        ("/series", {"SeriesNumber": "99999999999999999999"}),
+        ("/instances", {"InstanceNumber": "-99999999999"}),
+        ("/studies", {"PatientName": "\x00"}),
+        ("/studies", {"AccessionNumber": "a\x00b"}),
+        ("/studies", {"limit": "１"}),
+        ("/series", {"SeriesNumber": "١"}),
+    ],
+)
+def test_out_of_range_nul_and_non_ascii_numbers_answer_400(
+    server: RunningServer, path: str, params: dict[str, str]
+) -> None:
+    assert _qido(server, path, params).status_code == 400

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from collections.abc import Iterator
 
@@ -262,3 +263,87 @@ def test_identical_resend_keeps_a_single_object(server: RunningServer) -> None:
     before = sum(1 for p in objects.rglob("*") if p.is_file())
     assert post_instances(server.dicomweb_url, [data, data]).status_code == 200
     assert sum(1 for p in objects.rglob("*") if p.is_file()) == before
+
+
+def test_multi_valued_sop_instance_uid_fails_cleanly_beside_a_stored_part(
+    server: RunningServer,
+) -> None:
+    good, odd = make_ct(), make_ct()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the second value
+        odd.SOPInstanceUID = ["1.2.3", "1.2.4"]
+        odd_bytes = part10(odd)
+    response = post_instances(server.dicomweb_url, [part10(good), odd_bytes])
+    assert response.status_code == 202
+    body = response.json()
+    assert _stored_uids(body) == [good.SOPInstanceUID]
+    assert body[FAILED]["Value"][0][SOP_INSTANCE] == {"vr": "UI"}
+
+
+def test_series_of_another_study_is_refused_and_files_nothing(
+    server: RunningServer,
+) -> None:
+    victim = make_ct()
+    assert post_instances(server.dicomweb_url, [part10(victim)]).status_code == 200
+    intruder = make_ct(series=victim.SeriesInstanceUID, PatientName="Attacker^Eve")
+    response = post_instances(server.dicomweb_url, [part10(intruder)])
+    assert response.status_code == 409
+    assert _failed_reasons(response.json()) == [0xA900]
+    found = httpx.get(
+        f"{server.dicomweb_url}/studies",
+        params={"StudyInstanceUID": intruder.StudyInstanceUID},
+        timeout=30,
+    )
+    assert found.json() == []
+    series = httpx.get(
+        f"{server.dicomweb_url}/studies/{victim.StudyInstanceUID}/instances", timeout=30
+    ).json()
+    assert [s["00080018"]["Value"][0] for s in series] == [victim.SOPInstanceUID]
+
+
+def test_failure_notes_name_the_right_part_and_stay_short(
+    server: RunningServer,
+) -> None:
+    first = make_ct()
+    changed = make_ct(sop=first.SOPInstanceUID, study=first.StudyInstanceUID,
+                      series=first.SeriesInstanceUID, StudyDescription="other")  # fmt: skip
+    response = post_instances(
+        server.dicomweb_url, [part10(first), part10(changed)] + [b""] * 300
+    )
+    assert response.status_code == 202
+    warning = response.headers["Warning"]
+    assert warning.startswith('299 dicomvault "Part 2:')
+    assert len(warning) < 8192
+    assert "and 291 more" in warning
+    assert len(response.json()[FAILED]["Value"]) == 301
+
+
+def test_concurrent_replacements_of_one_instance_all_succeed(
+    replacing_server: RunningServer,
+) -> None:
+    base = make_ct()
+    url = replacing_server.dicomweb_url
+    assert post_instances(url, [part10(base)]).status_code == 200
+    versions = []
+    for n in range(12):
+        base.StudyDescription = f"version {n}"
+        versions.append(part10(base))
+
+    async def send_all() -> list[int]:
+        async with httpx.AsyncClient(timeout=60) as client:
+
+            async def send(data: bytes) -> int:
+                body = multipart_body([data], "race", "application/dicom")
+                response = await client.post(
+                    f"{url}/studies", content=body,
+                    headers={"Content-Type": 'multipart/related; '
+                             'type="application/dicom"; boundary=race'},
+                )  # fmt: skip
+                return response.status_code
+
+            return list(await asyncio.gather(*(send(v) for v in versions)))
+
+    assert asyncio.run(send_all()) == [200] * 12
+    fetched = _fetch(replacing_server, base.StudyInstanceUID, base.SeriesInstanceUID,
+                     base.SOPInstanceUID)  # fmt: skip
+    assert fetched.content in versions
