@@ -285,6 +285,10 @@ class _Walk:
     tables: dict[int, bytes]
 
 
+# Deflate reaches ratios of 1000:1; a small upload must not cost gigabytes.
+MAX_INFLATED_BYTES = 128 * 1024 * 1024
+
+
 def _walk_data_set(fp: BinaryIO, size: int, offset: int, uid: str) -> _Walk:
     deflated = uid == DeflatedExplicitVRLittleEndian
     source, end, start = fp, size, offset
@@ -292,11 +296,17 @@ def _walk_data_set(fp: BinaryIO, size: int, offset: int, uid: str) -> _Walk:
         fp.seek(offset)
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         try:
-            data = inflater.decompress(fp.read(size - offset))
+            # One byte over the cap is enough to tell a deflate bomb.
+            data = inflater.decompress(fp.read(size - offset), MAX_INFLATED_BYTES + 1)
         except zlib.error as error:
             raise InvalidInstance(
                 f"The deflated data set does not inflate: {error}"
             ) from error
+        if len(data) > MAX_INFLATED_BYTES:
+            raise InvalidInstance(
+                f"The deflated data set inflates beyond {MAX_INFLATED_BYTES} bytes; "
+                "send it uncompressed or in another transfer syntax"
+            )
         if not inflater.eof:
             raise InvalidInstance(
                 "The deflated data set ends before its deflate stream does; the "

@@ -684,3 +684,23 @@ def test_parse_of_the_corpus_512_by_512_philips_ct_takes_well_under_5_ms() -> No
         pytest.skip("the corpus is not next to this checkout")
 
     assert median_parse_ms(path.read_bytes()) < 5.0
+
+
+def test_deflate_bomb_is_refused_before_it_inflates_in_full() -> None:
+    import zlib
+
+    from archive import parse
+
+    ds = synthetic_ct()
+    data = part10(ds, DeflatedExplicitVRLittleEndian)
+    # File meta: preamble, 'DICM', then FileMetaInformationGroupLength's value.
+    meta_end = 144 + int.from_bytes(data[140:144], "little")
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    body = b"".join(
+        compressor.compress(zeros)
+        for _ in range(parse.MAX_INFLATED_BYTES // len(zeros) + 2)
+    )
+    bomb = data[:meta_end] + body + compressor.flush()
+    with pytest.raises(InvalidInstance, match="inflates beyond"):
+        parse_bytes(bomb)
