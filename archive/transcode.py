@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +132,7 @@ def _can_encode(transfer_syntax: str) -> bool:
         return False
 
 
+@lru_cache(maxsize=256)
 def targets(
     source: str, has_pixels: bool, bits_allocated: int | None, samples: int | None
 ) -> frozenset[str]:
@@ -159,6 +161,7 @@ def frame_targets(fmt: PixelFormat) -> frozenset[str]:
 
 def transcode_instance(data: bytes, target: str) -> bytes:
     """Re-encode a Part 10 instance in another transfer syntax, same SOP UID."""
+    # Known gap (#4): the instance and its pixels are held whole in memory.
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         source = ds.file_meta.TransferSyntaxUID
