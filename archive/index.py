@@ -255,6 +255,14 @@ class Index:
                 study_pk,
             )
 
+    async def known_object_keys(self, keys: Sequence[str]) -> set[str]:
+        """The subset of the given object keys that some instance row uses."""
+        rows = await self._pool.fetch(
+            "SELECT object_key FROM instance WHERE object_key = ANY($1::text[])",
+            list(keys),
+        )
+        return {row["object_key"] for row in rows}
+
     async def search(self, query: Query) -> tuple[list[asyncpg.Record], Compiled]:
         """Run a compiled search; return the rows and what was compiled."""
         compiled = compile_search(query)

@@ -221,7 +221,7 @@ class Ingestor:
         try:
             self._store.delete(key)
         except (OSError, StorageError):
-            # The orphan is found later by comparing store keys with the index.
+            # archive/sweep.py finds and removes the orphan later.
             logger.warning("Could not remove object %s after a failed store", key)
 
     @staticmethod

@@ -32,12 +32,20 @@ def drop_stale_attachments(pgdata: Path) -> list[int]:
         logger.warning("Unreadable pgserver attach list in %s; starting afresh", path)
         path.write_text("[]")
         return []
-    alive = [pid for pid in pids if psutil.pid_exists(pid) and pid != os.getpid()]
+    alive = [pid for pid in pids if _running(pid) and pid != os.getpid()]
     stale = [pid for pid in pids if pid not in alive]
     if stale:
         logger.warning("Dropped %d stale pgserver attachment(s): %s", len(stale), stale)
         path.write_text(json.dumps(alive))
     return stale
+
+
+def _running(pid: int) -> bool:
+    """True for a live process; a killed one not yet reaped (zombie) is dead."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 class EmbeddedPostgres:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from starlette.applications import Starlette
@@ -26,6 +27,7 @@ from archive.migrate import apply_migrations, migrations_dir
 from archive.peers import PeerDirectory, parse_peer
 from archive.records import person_name_columns
 from archive.service import Archive
+from archive.sweep import sweep_orphans
 from dicomvault.embedded_pg import EmbeddedPostgres
 from dicomvault.settings import Settings
 from dicomweb._cors import cors_middleware
@@ -33,6 +35,7 @@ from dicomweb._errors import HTTPProblem, handle_archive_error, handle_problem
 from dicomweb.app import dicomweb_routes
 from dimse.listener import DimseListener, ListenerConfig
 from storage.base import ObjectStore
+from storage.errors import StorageError
 from storage.filesystem import FilesystemStore
 from storage.keys import FileKeyProvider, KeyProvider, create_dev_key_file
 from viewer.app import viewer_routes
@@ -108,6 +111,7 @@ class Runtime:
     embedded: EmbeddedPostgres | None = None
     index: Index | None = None
     archive: Archive | None = None
+    store: ObjectStore | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def start_archive(self) -> Archive:
@@ -124,7 +128,7 @@ class Runtime:
         filled = await self.index.backfill_person_names(person_name_columns)
         if filled:
             logger.info("Filled fuzzy matching columns of %d older studies", filled)
-        store = await asyncio.to_thread(build_store, settings)
+        store = self.store = await asyncio.to_thread(build_store, settings)
         keys = await asyncio.to_thread(load_keys, settings)
         ingestor = Ingestor(
             self.index,
@@ -198,6 +202,18 @@ async def start_dimse(
     return listener
 
 
+async def sweep_periodically(runtime: Runtime, settings: Settings) -> None:
+    """Remove orphaned objects now and then (archive/sweep.py)."""
+    assert runtime.index is not None and runtime.store is not None
+    while True:
+        try:
+            await sweep_orphans(runtime.index, runtime.store, settings.orphan_min_age_s)
+        except (OSError, StorageError, asyncpg.PostgresError):
+            # The next pass retries; a failed sweep loses nothing.
+            logger.exception("Orphan sweep failed")
+        await asyncio.sleep(settings.orphan_sweep_interval_s)
+
+
 async def run(settings: Settings, started: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then drain and stop cleanly."""
     stop = asyncio.Event()
@@ -211,6 +227,8 @@ async def run(settings: Settings, started: asyncio.Event | None = None) -> None:
     config = HypercornConfig()
     config.bind = [f"{settings.host}:{settings.http_port}"]
     config.graceful_timeout = settings.shutdown_grace_s
+    # A client that stops sending mid-request must not hold its slot for ever.
+    config.read_timeout = int(settings.http_read_timeout_s)
     config.accesslog = logging.getLogger("dicomvault.access")
     config.errorlog = logging.getLogger("dicomvault.http")
     server = asyncio.create_task(
@@ -235,9 +253,12 @@ async def run(settings: Settings, started: asyncio.Event | None = None) -> None:
         )
         if started is not None:
             started.set()
+        sweeper = asyncio.create_task(sweep_periodically(runtime, settings))
         await server
     finally:
         stop.set()
+        if "sweeper" in locals():
+            sweeper.cancel()
         if not server.done():
             await server
         await runtime.stop()

@@ -72,6 +72,16 @@ class Settings:
         default=64,
         metadata={"doc": "Threads for blocking work (parsing, sealing, fsync)"},
     )
+    http_read_timeout_s: float = field(
+        default=60.0, metadata={"doc": "Seconds a request body may stall"}
+    )
+    orphan_min_age_s: float = field(
+        default=3600.0,
+        metadata={"doc": "Age after which an unindexed object counts as orphaned"},
+    )
+    orphan_sweep_interval_s: float = field(
+        default=21600.0, metadata={"doc": "Seconds between orphan sweeps"}
+    )
     shutdown_grace_s: float = field(
         default=30.0, metadata={"doc": "Seconds in-flight requests get on stop"}
     )

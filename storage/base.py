@@ -48,3 +48,11 @@ class ObjectStore(Protocol):
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Yield every key that starts with prefix (for clean-up and rebuilds)."""
         ...
+
+    def modified_before(self, cutoff: float, prefix: str = "") -> Iterator[str]:
+        """Yield keys whose object was last written before ``cutoff`` (epoch s)."""
+        ...
+
+    def sweep_temporaries(self, cutoff: float) -> int:
+        """Remove partial writes left before ``cutoff`` by a killed process."""
+        ...

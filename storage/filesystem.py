@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from storage._atomic import fsync_folder, replace_file
+from storage._atomic import TEMP_PREFIX, fsync_folder, replace_file
 from storage._keys import check_key, could_prefix_keys, is_valid_key
 from storage._ranges import check_piece_bytes, check_read_range
 from storage.errors import ObjectNotFound
@@ -97,6 +97,29 @@ class FilesystemStore:
                 key = name if relative == "." else f"{relative}/{name}"
                 if key.startswith(prefix) and is_valid_key(key):
                     yield key
+
+    def modified_before(self, cutoff: float, prefix: str = "") -> Iterator[str]:
+        """Yield keys whose file was last modified before ``cutoff``."""
+        for key in self.keys(prefix):
+            try:
+                if self._path(key).stat().st_mtime < cutoff:
+                    yield key
+            except FileNotFoundError:
+                continue  # removed since it was listed
+
+    def sweep_temporaries(self, cutoff: float) -> int:
+        """Remove temporary files of writes that never finished; return how many."""
+        removed = 0
+        for dirpath, _, filenames in os.walk(self._root):
+            for name in filenames:
+                path = Path(dirpath) / name
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+        return removed
 
     def _path(self, key: str) -> Path:
         """Map a validated key to its file path under root."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 
 from storage._keys import check_key
@@ -16,6 +17,7 @@ class MemoryStore:
     def __init__(self) -> None:
         """Start empty."""
         self._objects: dict[str, bytes] = {}
+        self._written: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -28,6 +30,7 @@ class MemoryStore:
         data = b"".join(chunks)
         with self._lock:
             self._objects[key] = data
+            self._written[key] = time.time()
         return len(data)
 
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -59,12 +62,27 @@ class MemoryStore:
         check_key(key)
         with self._lock:
             self._objects.pop(key, None)
+            self._written.pop(key, None)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Yield every key that starts with prefix, in sorted order."""
         with self._lock:
             matching = sorted(k for k in self._objects if k.startswith(prefix))
         yield from matching
+
+    def modified_before(self, cutoff: float, prefix: str = "") -> Iterator[str]:
+        """Yield keys written before ``cutoff`` (epoch seconds)."""
+        with self._lock:
+            old = sorted(
+                k
+                for k, t in self._written.items()
+                if t < cutoff and k.startswith(prefix)
+            )
+        yield from old
+
+    def sweep_temporaries(self, cutoff: float) -> int:
+        """Nothing to sweep: writes here are never partial."""
+        return 0
 
     def _get(self, key: str) -> bytes:
         """Return the object under key or raise ObjectNotFound."""

@@ -156,6 +156,23 @@ class S3Store:
                 if item.object_name is not None and not item.is_dir:
                     yield item.object_name
 
+    def modified_before(self, cutoff: float, prefix: str = "") -> Iterator[str]:
+        """Yield keys whose object was last written before ``cutoff``."""
+        with _translated("bucket", self._bucket):
+            listing = self._client.list_objects(
+                self._bucket, prefix=prefix or None, recursive=True
+            )
+            for item in listing:
+                written = item.last_modified
+                if item.object_name is None or item.is_dir or written is None:
+                    continue
+                if written.timestamp() < cutoff:
+                    yield item.object_name
+
+    def sweep_temporaries(self, cutoff: float) -> int:
+        """Nothing to sweep: the service discards uploads that never complete."""
+        return 0
+
 
 @contextlib.contextmanager
 def _translated(kind: str, name: str) -> Iterator[None]:
