@@ -53,6 +53,7 @@ class StoredInstance:
     object_key: str
     object_size: int
     sha256: bytes
+    content_sha256: bytes | None
     offsets_valid: bool
     number_of_frames: int | None
     rows: int | None
@@ -67,7 +68,8 @@ class StoredInstance:
 _STORED_COLUMNS = (
     "study.study_instance_uid, series.series_instance_uid, instance.sop_instance_uid, "
     "instance.sop_class_uid, instance.transfer_syntax_uid, instance.object_key, "
-    "instance.object_size, instance.sha256, instance.offsets_valid, "
+    "instance.object_size, instance.sha256, instance.content_sha256, "
+    "instance.offsets_valid, "
     "instance.number_of_frames, instance.rows, instance.columns, "
     "instance.bits_allocated, instance.samples_per_pixel, instance.bulk, "
     "instance.frames, instance.crc32"
@@ -89,6 +91,11 @@ def _stored(record: asyncpg.Record) -> StoredInstance:
         object_key=record["object_key"],
         object_size=record["object_size"],
         sha256=bytes(record["sha256"]),
+        content_sha256=(
+            bytes(record["content_sha256"])
+            if record["content_sha256"] is not None
+            else None
+        ),
         offsets_valid=record["offsets_valid"],
         number_of_frames=record["number_of_frames"],
         rows=record["rows"],

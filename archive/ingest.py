@@ -18,7 +18,7 @@ from enum import Enum
 from typing import BinaryIO
 
 from archive.errors import DuplicateConflict, StoreUnavailable, StudyMismatch
-from archive.index import Index, InstanceRow
+from archive.index import Index, InstanceRow, StoredInstance
 from archive.parse import ParsedInstance, parse_instance
 from archive.records import index_rows
 from storage.base import ObjectStore
@@ -66,14 +66,36 @@ def _file_chunks(fp: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
-def _digests(fp: BinaryIO) -> tuple[bytes, int]:
-    """SHA-256 and CRC-32 (for ZIP batch downloads) in one pass."""
-    digest = hashlib.sha256()
+@dataclass(frozen=True)
+class Digests:
+    """What ingest computes over the bytes, in one pass."""
+
+    # The whole file: fixity checks and the ETag.
+    sha256: bytes
+    # For ZIP batch downloads, which must announce it before the data.
+    crc32: int
+    # The data set without its file meta: the same instance sent by another
+    # route (STOW, then C-STORE) differs only in the meta.
+    content_sha256: bytes
+
+
+def _digests(fp: BinaryIO, data_set_offset: int) -> Digests:
+    whole, content = hashlib.sha256(), hashlib.sha256()
     crc32 = 0
+    position = 0
     for chunk in _file_chunks(fp):
-        digest.update(chunk)
+        whole.update(chunk)
         crc32 = zlib.crc32(chunk, crc32)
-    return digest.digest(), crc32
+        if position + len(chunk) > data_set_offset:
+            content.update(chunk[max(0, data_set_offset - position) :])
+        position += len(chunk)
+    return Digests(whole.digest(), crc32, content.digest())
+
+
+def _same_content(existing: StoredInstance, digests: Digests) -> bool:
+    if existing.sha256 == digests.sha256:
+        return True
+    return existing.content_sha256 == digests.content_sha256
 
 
 def _log_text_decision(parsed: ParsedInstance, source: str | None) -> None:
@@ -143,7 +165,7 @@ class Ingestor:
         Raises an ``ArchiveError`` subclass naming what was wrong; in that case
         nothing that was stored before has changed.
         """
-        parsed, (sha256, crc32) = await asyncio.to_thread(
+        parsed, digests = await asyncio.to_thread(
             self._parse_and_hash, fp, size, self._fallback_for(source)
         )
         _log_text_decision(parsed, source)
@@ -153,7 +175,7 @@ class Ingestor:
                 f"not to {expected_study!r} named in the request"
             )
         existing = await self._index.find_instance(parsed.sop_instance_uid)
-        if existing is not None and existing.sha256 == sha256:
+        if existing is not None and _same_content(existing, digests):
             return self._result(parsed, Outcome.ALREADY_STORED)
         if existing is not None and self._policy is DuplicatePolicy.REJECT:
             raise DuplicateConflict(
@@ -164,10 +186,15 @@ class Ingestor:
         await asyncio.to_thread(self._write_object, key, fp, size)
         try:
             study, series, instance = index_rows(
-                parsed, object_key=key, object_size=size, sha256=sha256
+                parsed, object_key=key, object_size=size, sha256=digests.sha256
             )
             instance = InstanceRow(
-                dict(instance.values, crc32=crc32), instance.metadata
+                dict(
+                    instance.values,
+                    crc32=digests.crc32,
+                    content_sha256=digests.content_sha256,
+                ),
+                instance.metadata,
             )
             if existing is None:
                 if await self._index.insert_instance(study, series, instance):
@@ -175,7 +202,7 @@ class Ingestor:
                     return self._result(parsed, Outcome.STORED)
                 # Another sender indexed the same UID between our look-up and now.
                 await asyncio.to_thread(self._store.delete, key)
-                return await self._settle_race(parsed, sha256)
+                return await self._settle_race(parsed, digests)
             old_key = await self._index.replace_instance(study, series, instance)
         except BaseException:
             await asyncio.to_thread(self._delete_quietly, key)
@@ -185,9 +212,11 @@ class Ingestor:
         logger.info("Replaced instance with new content (%d bytes)", size)
         return self._result(parsed, Outcome.REPLACED)
 
-    async def _settle_race(self, parsed: ParsedInstance, sha256: bytes) -> StoreResult:
+    async def _settle_race(
+        self, parsed: ParsedInstance, digests: Digests
+    ) -> StoreResult:
         winner = await self._index.find_instance(parsed.sop_instance_uid)
-        if winner is not None and winner.sha256 == sha256:
+        if winner is not None and _same_content(winner, digests):
             return self._result(parsed, Outcome.ALREADY_STORED)
         raise DuplicateConflict(
             f"SOP Instance {parsed.sop_instance_uid!r} was stored concurrently "
@@ -203,10 +232,10 @@ class Ingestor:
 
     def _parse_and_hash(
         self, fp: BinaryIO, size: int, fallback: str | None
-    ) -> tuple[ParsedInstance, tuple[bytes, int]]:
+    ) -> tuple[ParsedInstance, Digests]:
         fp.seek(0)
         parsed = parse_instance(fp, size, fallback_charset=fallback)
-        return parsed, _digests(fp)
+        return parsed, _digests(fp, parsed.data_set_offset)
 
     def _write_object(self, key: str, fp: BinaryIO, size: int) -> None:
         sealed = seal(_file_chunks(fp), size, self._keys, self._chunk_bytes)

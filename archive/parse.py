@@ -117,6 +117,8 @@ class ParsedInstance:
     bulk: tuple[BulkElement, ...]
     frames: Frames | None
     text: TextReport = field(default_factory=TextReport)
+    # Where the data set starts, after the file meta information.
+    data_set_offset: int = 0
 
 
 def parse_instance(
@@ -184,6 +186,7 @@ def parse_instance(
         bulk=tuple(walk.bulk),
         frames=frames,
         text=text,
+        data_set_offset=meta.data_set_offset,
     )
 
 

@@ -49,6 +49,7 @@ class _Twin:
                     object_key=new_uid(),
                     object_size=len(content),
                     sha256=bytes(32),
+                    content_sha256=None,
                     offsets_valid=True,
                     number_of_frames=None,
                     rows=8,

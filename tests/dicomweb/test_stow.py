@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import warnings
 from collections.abc import Iterator
 
@@ -347,3 +348,22 @@ def test_concurrent_replacements_of_one_instance_all_succeed(
     fetched = _fetch(replacing_server, base.StudyInstanceUID, base.SeriesInstanceUID,
                      base.SOPInstanceUID)  # fmt: skip
     assert fetched.content in versions
+
+
+def test_same_data_set_with_other_file_meta_is_a_quiet_resend(
+    server: RunningServer,
+) -> None:
+    ds = make_ct()
+    first = part10(ds)
+    ds.file_meta.SourceApplicationEntityTitle = "MODALITY_2"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    second = buffer.getvalue()
+    assert first != second
+    assert post_instances(server.dicomweb_url, [first]).status_code == 200
+    again = post_instances(server.dicomweb_url, [second])
+    assert again.status_code == 200, again.text
+    stored = _fetch(
+        server, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
+    assert stored.content == first
