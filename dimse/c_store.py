@@ -102,7 +102,10 @@ class StoreHandler:
         )
         part10 = part10_bytes(meta, event.encoded_dataset(include_meta=False))
         check_dataset(part10, sop_class_uid, sop_instance_uid)
-        result = self._bridge.call(self._archive.store(io.BytesIO(part10), len(part10)))
+        # The calling AE title picks the character set rule for mislabelled text.
+        caller = str(event.assoc.requestor.ae_title).strip()
+        stored = self._archive.store(io.BytesIO(part10), len(part10), source=caller)
+        result = self._bridge.call(stored)
         logger.debug("C-STORE of %s: %s", result.sop_instance_uid, result.outcome.value)
         if result.outcome is Outcome.REPLACED:
             logger.info("C-STORE replaced an instance under the 'replace' policy")
