@@ -18,7 +18,13 @@ from enum import Enum
 from typing import BinaryIO
 
 from archive.errors import DuplicateConflict, StoreUnavailable, StudyMismatch
-from archive.index import Index, InstanceRow, StoredInstance
+from archive.index import (
+    Index,
+    InstanceRow,
+    SeriesRow,
+    StoredInstance,
+    StudyRow,
+)
 from archive.parse import ParsedInstance, parse_instance
 from archive.records import index_rows
 from storage.base import ObjectStore
@@ -126,9 +132,14 @@ def _log_text_decision(parsed: ParsedInstance, source: str | None) -> None:
 
 
 def new_object_key() -> str:
-    """A random object key: no patient data, no request text, well spread."""
+    """A random object key: no patient data, no request text, well spread.
+
+    One level of 4096 prefixes: a folder store creates (and syncs) a new folder
+    only for the first few thousand objects, and at a hundred million objects
+    each folder still holds fewer than 25,000.
+    """
     token = secrets.token_hex(16)
-    return f"{token[:2]}/{token[2:4]}/{token}"
+    return f"{token[:3]}/{token}"
 
 
 class Ingestor:
@@ -183,19 +194,10 @@ class Ingestor:
                 "other content; the duplicate policy is 'reject'"
             )
         key = new_object_key()
-        await asyncio.to_thread(self._write_object, key, fp, size)
+        study, series, instance = await asyncio.to_thread(
+            self._describe_and_write, key, fp, size, parsed, digests
+        )
         try:
-            study, series, instance = index_rows(
-                parsed, object_key=key, object_size=size, sha256=digests.sha256
-            )
-            instance = InstanceRow(
-                dict(
-                    instance.values,
-                    crc32=digests.crc32,
-                    content_sha256=digests.content_sha256,
-                ),
-                instance.metadata,
-            )
             if existing is None:
                 if await self._index.insert_instance(study, series, instance):
                     logger.info("Stored instance (%d bytes)", size)
@@ -236,6 +238,26 @@ class Ingestor:
         fp.seek(0)
         parsed = parse_instance(fp, size, fallback_charset=fallback)
         return parsed, _digests(fp, parsed.data_set_offset)
+
+    def _describe_and_write(
+        self,
+        key: str,
+        fp: BinaryIO,
+        size: int,
+        parsed: ParsedInstance,
+        digests: Digests,
+    ) -> tuple[StudyRow, SeriesRow, InstanceRow]:
+        """Build the index rows, then write the object (nothing written on error)."""
+        study, series, instance = index_rows(
+            parsed, object_key=key, object_size=size, sha256=digests.sha256
+        )
+        values = dict(
+            instance.values,
+            crc32=digests.crc32,
+            content_sha256=digests.content_sha256,
+        )
+        self._write_object(key, fp, size)
+        return study, series, InstanceRow(values, instance.metadata)
 
     def _write_object(self, key: str, fp: BinaryIO, size: int) -> None:
         sealed = seal(_file_chunks(fp), size, self._keys, self._chunk_bytes)
