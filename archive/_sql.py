@@ -189,24 +189,40 @@ def _json_condition(
 def _json_sequence_condition(
     source: str, keyword: str, value: str, params: Params
 ) -> str | None:
-    """Sequence matching (PS3.4 C.2.2.2.6) on one item key in stored JSON."""
-    head, _, item_keyword = keyword.partition(".")
-    head_tag, tag = tag_for_keyword(head), tag_for_keyword(item_keyword)
-    if head_tag is None or tag is None or dictionary_VR(head_tag) != "SQ":
-        raise InvalidQuery(
-            f"{keyword!r} is not a sequence keyword, a dot and an item keyword"
-        )
-    vr = dictionary_VR(tag)
+    """Sequence matching (PS3.4 C.2.2.2.6) on an item key in stored JSON.
+
+    ``keyword`` is a path such as ``A.B.Leaf``: each step but the last names a
+    sequence, and an entity matches when any item at every level leads to a
+    matching ``Leaf`` value.
+    """
+    *sequences, leaf = keyword.split(".")
+    for name in sequences:
+        tag = tag_for_keyword(name)
+        if tag is None or dictionary_VR(tag) != "SQ":
+            raise InvalidQuery(
+                f"{keyword!r} is not a path of sequence keywords ending in an "
+                f"item keyword: {name!r} is not a sequence"
+            )
+    leaf_tag = tag_for_keyword(leaf)
+    if leaf_tag is None:
+        raise InvalidQuery(f"{leaf!r} in {keyword!r} is not a DICOM keyword")
+    vr = dictionary_VR(leaf_tag)
     if vr not in _JSON_TEXT_VRS and vr != "PN":
         return None
-    values = f"seq_item->'{json_tag(item_keyword)}'->'Value'"
-    inner = _json_values_condition(values, item_keyword, vr, value, params)
-    if inner == "TRUE":
+    depth = len(sequences) - 1
+    values = f"seq_item{depth}->'{json_tag(leaf)}'->'Value'"
+    condition = _json_values_condition(values, leaf, vr, value, params)
+    if condition == "TRUE":
         return "TRUE"
-    return (
-        f"EXISTS (SELECT 1 FROM json_array_elements({source}->'{json_tag(head)}'"
-        f"->'Value') AS seq_item WHERE {inner})"
-    )
+    for level in range(depth, -1, -1):
+        parent = source if level == 0 else f"seq_item{level - 1}"
+        items = (
+            f"json_array_elements({parent}->'{json_tag(sequences[level])}'->'Value')"
+        )
+        condition = (
+            f"EXISTS (SELECT 1 FROM {items} AS seq_item{level} WHERE {condition})"
+        )
+    return condition
 
 
 def _computed_condition(keyword: str, value: str, params: Params) -> str | None:
@@ -312,9 +328,6 @@ def _sequence_key_condition(
     level: Level, keyword: str, value: str, params: Params
 ) -> tuple[str | None, Level | None]:
     head, _, item_keyword = keyword.partition(".")
-    if "." in item_keyword:
-        # Known gap (#4): sequence matching reaches one level of items only.
-        return None, None
     if head == REQUEST_ATTRIBUTES_SEQUENCE and item_keyword in SEQUENCE_ITEM_COLUMNS:
         return _sequence_condition(keyword, value, params), Level.SERIES
     source = _json_source(head, level)

@@ -408,3 +408,25 @@ def test_out_of_range_nul_and_non_ascii_numbers_answer_400(
     server: RunningServer, path: str, params: dict[str, str]
 ) -> None:
     assert _qido(server, path, params).status_code == 400
+
+
+def test_sequence_matching_reaches_nested_items(server: RunningServer) -> None:
+    ds = make_ct(PatientID="NEST-" + new_uid()[-8:])
+    code = pydicom.Dataset()
+    code.CodeValue = "NESTED-" + new_uid()[-6:]
+    code.CodingSchemeDesignator = "99TEST"
+    code.CodeMeaning = "Nested protocol"
+    item = pydicom.Dataset()
+    item.RequestedProcedureID = "RP-N"
+    item.ScheduledProtocolCodeSequence = [code]
+    ds.RequestAttributesSequence = [item]
+    assert post_instances(server.dicomweb_url, [part10(ds)]).status_code == 200
+    key = "RequestAttributesSequence.ScheduledProtocolCodeSequence.CodeValue"
+    found = _qido(server, "/series", {key: code.CodeValue})
+    assert [s["0020000E"]["Value"][0] for s in found.json()] == [ds.SeriesInstanceUID]
+    assert "Warning" not in found.headers
+    tagged = _qido(
+        server, "/series", {"00400275.00400008.00080100": code.CodeValue[:-1] + "*"}
+    )
+    assert len(tagged.json()) == 1
+    assert _qido(server, "/series", {key: "NESTED-none"}).json() == []
