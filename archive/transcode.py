@@ -161,7 +161,8 @@ def frame_targets(fmt: PixelFormat) -> frozenset[str]:
 
 def transcode_instance(data: bytes, target: str) -> bytes:
     """Re-encode a Part 10 instance in another transfer syntax, same SOP UID."""
-    # Known gap (#4): the instance and its pixels are held whole in memory.
+    # Known gap (#5): the instance and its pixels are held whole in memory,
+    # so transcoding a very large instance costs memory of its size.
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         source = ds.file_meta.TransferSyntaxUID
