@@ -43,7 +43,7 @@ def drop_stale_attachments(pgdata: Path) -> list[int]:
 def _running(pid: int) -> bool:
     """True for a live process; a killed one not yet reaped (zombie) is dead."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
