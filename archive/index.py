@@ -216,37 +216,65 @@ class Index:
             return str(old["object_key"])
 
     async def _upsert_study(self, conn: asyncpg.Connection, study: StudyRow) -> int:
+        """The study's key, adding the row if it is new.
+
+        An existing row is only read, under FOR KEY SHARE: concurrent senders
+        into one study neither wait for each other (an update would lock the
+        row until commit) nor lose it to a concurrent removal of an emptied study.
+        """
+        uid = study.values["study_instance_uid"]
         values = study.values
-        sql = _insert_sql("study", values, {"attributes": f"${len(values) + 1}::json"})
-        # DO UPDATE (not DO NOTHING) so that RETURNING sees the existing row.
-        pk = await conn.fetchval(
-            sql + " ON CONFLICT (study_instance_uid) DO UPDATE "
-            "SET updated_at = now() RETURNING pk",
-            *values.values(),
-            study.attributes,
+        insert = _insert_sql(
+            "study", values, {"attributes": f"${len(values) + 1}::json"}
         )
-        return int(pk)
+        while True:
+            pk = await conn.fetchval(
+                "SELECT pk FROM study WHERE study_instance_uid = $1 FOR KEY SHARE", uid
+            )
+            if pk is not None:
+                return int(pk)
+            # A concurrent first sender makes this wait for its commit, then
+            # return nothing; the next look-up finds its row.
+            pk = await conn.fetchval(
+                insert + " ON CONFLICT (study_instance_uid) DO NOTHING RETURNING pk",
+                *values.values(),
+                study.attributes,
+            )
+            if pk is not None:
+                return int(pk)
 
     async def _upsert_series(
         self, conn: asyncpg.Connection, series: SeriesRow, study_pk: int
     ) -> int:
+        """The series' key, adding the row if it is new (read like the study)."""
+        uid = series.values["series_instance_uid"]
         values = dict(series.values, study_pk=study_pk)
-        sql = _insert_sql("series", values, {"attributes": f"${len(values) + 1}::json"})
-        row = await conn.fetchrow(
-            sql + " ON CONFLICT (series_instance_uid) DO UPDATE "
-            "SET series_instance_uid = EXCLUDED.series_instance_uid "
-            "RETURNING pk, study_pk",
-            *values.values(),
-            series.attributes,
+        insert = _insert_sql(
+            "series", values, {"attributes": f"${len(values) + 1}::json"}
         )
-        assert row is not None
-        if row["study_pk"] != study_pk:
-            # Raising rolls back the whole transaction, the new study row too.
-            raise SeriesMismatch(
-                f"Series {series.values['series_instance_uid']!r} is already filed "
-                "under another study; an instance cannot move it"
+        while True:
+            row = await conn.fetchrow(
+                "SELECT pk, study_pk FROM series WHERE series_instance_uid = $1 "
+                "FOR KEY SHARE",
+                uid,
             )
-        return int(row["pk"])
+            if row is None:
+                pk = await conn.fetchval(
+                    insert + " ON CONFLICT (series_instance_uid) DO NOTHING "
+                    "RETURNING pk",
+                    *values.values(),
+                    series.attributes,
+                )
+                if pk is None:
+                    continue
+                return int(pk)
+            if row["study_pk"] != study_pk:
+                # Raising rolls back the whole transaction, the new study row too.
+                raise SeriesMismatch(
+                    f"Series {uid!r} is already filed under another study; "
+                    "an instance cannot move it"
+                )
+            return int(row["pk"])
 
     async def _drop_if_empty(self, conn: asyncpg.Connection, series_pk: int) -> None:
         study_pk = await conn.fetchval(
