@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="env DICOMVAULT_HTTP_PORT")
     serve.add_argument("--dimse-port", type=int, help="env DICOMVAULT_DIMSE_PORT")
     serve.add_argument("--ae-title", help="env DICOMVAULT_AE_TITLE")
+    serve.add_argument(
+        "--workers", type=int, help="server processes; env DICOMVAULT_WORKERS"
+    )
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING")
     install = commands.add_parser(
         "install-viewer", help="install the OHIF web viewer served at /viewer (npm)"
@@ -65,10 +68,15 @@ def main(argv: list[str] | None = None) -> int:
             http_port=args.http_port,
             dimse_port=args.dimse_port,
             ae_title=args.ae_title,
+            workers=getattr(args, "workers", None),
         )
     except SettingsError as error:
         print(f"dicomvault: {error}", file=sys.stderr)
         return 2
+    if settings.workers > 1:
+        from dicomvault.workers import supervise
+
+        return supervise(settings, args.log_level.upper())
     from dicomvault.server import run
 
     try:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from concurrent.futures import ThreadPoolExecutor
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,6 +196,7 @@ async def start_dimse(
         timeout_s=settings.dimse_timeout_s,
         max_associations=settings.dimse_max_associations,
         shutdown_grace_s=settings.shutdown_grace_s,
+        shared_port=settings.workers > 1,
     )
     listener = DimseListener(archive, peers, config, asyncio.get_running_loop())
     await listener.start()
@@ -214,8 +216,27 @@ async def sweep_periodically(runtime: Runtime, settings: Settings) -> None:
         await asyncio.sleep(settings.orphan_sweep_interval_s)
 
 
-async def run(settings: Settings, started: asyncio.Event | None = None) -> None:
-    """Serve until SIGINT/SIGTERM, then drain and stop cleanly."""
+def shared_http_socket(settings: Settings) -> socket.socket:
+    """The HTTP port, bound so that the other worker processes can bind it too."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((settings.host, settings.http_port))
+    return sock
+
+
+async def run(
+    settings: Settings, started: asyncio.Event | None = None, worker: int = 0
+) -> None:
+    """Serve until SIGINT/SIGTERM, then drain and stop cleanly.
+
+    With ``settings.workers`` above 1 this is one of several worker processes
+    (dicomvault/workers.py): the ports are shared, the HTTP port is bound only
+    once the archive is ready (so no connection lands on a worker still
+    starting), and only worker 0 runs the orphan sweep.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Many slow fsyncs overlap only when there are threads enough to wait in.
@@ -226,14 +247,23 @@ async def run(settings: Settings, started: asyncio.Event | None = None) -> None:
     deferred = _Deferred()
     config = HypercornConfig()
     config.bind = [f"{settings.host}:{settings.http_port}"]
+    shared = shared_http_socket(settings) if settings.workers > 1 else None
+    if shared is not None:
+        config.bind = [f"fd://{shared.fileno()}"]
     config.graceful_timeout = settings.shutdown_grace_s
     # A client that stops sending mid-request must not hold its slot for ever.
     config.read_timeout = int(settings.http_read_timeout_s)
     config.accesslog = logging.getLogger("dicomvault.access")
     config.errorlog = logging.getLogger("dicomvault.http")
-    server = asyncio.create_task(
-        hypercorn_serve(build_app(runtime, deferred), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-    )
+
+    def serve_http() -> asyncio.Task[None]:
+        app = build_app(runtime, deferred)
+        return asyncio.create_task(
+            hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        )
+
+    server = None if settings.workers > 1 else serve_http()
+    sweeper: asyncio.Task[None] | None = None
     try:
         archive = await runtime.start_archive()
         assert runtime.index is not None
@@ -242,24 +272,31 @@ async def run(settings: Settings, started: asyncio.Event | None = None) -> None:
         )
         await start_dimse(runtime, archive, peers)
         deferred.app = dicomweb_app(archive, settings, peer_routes(peers))
+        if server is None:
+            server = serve_http()
         # Start-up objects live as long as the process: keep them out of the
         # collector's full passes, which otherwise stall requests for ~25 ms.
         gc.collect()
         gc.freeze()
         logger.info(
-            "dicomvault ready: HTTP %s:%d, DICOMweb at /dicom-web",
+            "dicomvault ready: HTTP %s:%d, DICOMweb at /dicom-web%s",
             settings.host,
             settings.http_port,
+            f" (worker {worker} of {settings.workers})" if settings.workers > 1 else "",
         )
         if started is not None:
             started.set()
-        sweeper = asyncio.create_task(sweep_periodically(runtime, settings))
+        if worker == 0:
+            sweeper = asyncio.create_task(sweep_periodically(runtime, settings))
         await server
     finally:
         stop.set()
-        if "sweeper" in locals():
+        if sweeper is not None:
             sweeper.cancel()
-        if not server.done():
+        if server is not None and not server.done():
             await server
         await runtime.stop()
+        if shared is not None:
+            # Hypercorn closes the descriptor it served on; else close it here.
+            shared.detach() if server is not None else shared.close()
         logger.info("dicomvault stopped")

@@ -61,7 +61,15 @@ class Settings:
             "doc": "Changed content under a known SOP Instance UID: reject|replace"
         },
     )
-    db_pool_size: int = field(default=10, metadata={"doc": "Index connections"})
+    db_pool_size: int = field(
+        default=10, metadata={"doc": "Index connections (per worker process)"}
+    )
+    workers: int = field(
+        default=1,
+        metadata={
+            "doc": "Server processes sharing the HTTP and DIMSE ports; 1 = one process"
+        },
+    )
     chunk_bytes: int = field(
         default=65536, metadata={"doc": "Plaintext bytes per sealed chunk"}
     )
@@ -231,6 +239,12 @@ def _check(settings: Settings) -> None:
     if settings.io_threads < 1:
         raise SettingsError(
             f"io_threads must be at least 1, got {settings.io_threads!r}"
+        )
+    if not 1 <= settings.workers <= 64:
+        raise SettingsError(f"workers must be 1..64, got {settings.workers!r}")
+    if settings.workers > 1 and settings.http_port == 0:
+        raise SettingsError(
+            "workers > 1 needs a fixed http_port: the processes share one port"
         )
     if settings.db_pool_size < 1:
         raise SettingsError(

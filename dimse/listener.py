@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,8 @@ class ListenerConfig:
     ae_title: str
     calling_ae_titles: tuple[str, ...] = ()
     max_pdu_bytes: int = 0
+    # Several worker processes listen on one port (SO_REUSEPORT).
+    shared_port: bool = False
     timeout_s: float = 60.0
     max_associations: int = 32
     shutdown_grace_s: float = 10.0
@@ -90,6 +93,20 @@ def _on_released(event: Event) -> None:
 
 def _on_aborted(event: Event) -> None:
     logger.info("Association aborted with %s at %s:%d", *_peer(event))
+
+
+class SharedPortServer(ThreadedAssociationServer):
+    """An association server whose port other worker processes bind too.
+
+    The kernel spreads new connections over the processes (SO_REUSEPORT);
+    each association stays with the process that accepted it.
+    """
+
+    def server_bind(self) -> None:
+        """Set SO_REUSEPORT, then bind as pynetdicom does."""
+        assert isinstance(self.socket, socket.socket)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
 
 class DimseListener:
@@ -182,12 +199,7 @@ class DimseListener:
     async def start(self) -> None:
         """Bind the port and start accepting associations."""
         config = self._config
-        self._server = await asyncio.to_thread(
-            self.ae.start_server,
-            (config.host, config.port),
-            block=False,
-            evt_handlers=self._handlers(),
-        )
+        self._server = await asyncio.to_thread(self._serve)
         logger.info(
             "DIMSE listener up: AE %s on %s:%d (calling AE titles: %s)",
             config.ae_title,
@@ -195,6 +207,25 @@ class DimseListener:
             self.port,
             ", ".join(config.calling_ae_titles) or "any",
         )
+
+    def _serve(self) -> ThreadedAssociationServer:
+        config = self._config
+        address = (config.host, config.port)
+        if not config.shared_port:
+            server = self.ae.start_server(
+                address, block=False, evt_handlers=self._handlers()
+            )
+            assert server is not None
+            return server
+        shared = self.ae.make_server(
+            address, evt_handlers=self._handlers(), server_class=SharedPortServer
+        )
+        # As start_server does: shutdown() takes the server off this list.
+        self.ae._servers.append(shared)
+        threading.Thread(
+            target=shared.serve_forever, name="DimseAcceptor", daemon=True
+        ).start()
+        return shared
 
     async def stop(self) -> None:
         """Stop accepting, give open associations a grace period, abort the rest."""

@@ -72,6 +72,11 @@ class RunningServer:
     log_path: Path
 
     @property
+    def http_port(self) -> int:
+        """The HTTP port the server listens on."""
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    @property
     def dicomweb_url(self) -> str:
         """The DICOMweb root."""
         return f"{self.base_url}/dicom-web"
