@@ -154,6 +154,8 @@ def _profiler(suite: Suite, server: Server, name: str) -> Iterator[None]:
         "--format",
         "raw",
         "--nonblocking",
+        # With --workers above 1 the server processes are the supervisor's children.
+        "--subprocesses",
         "--output",
         str(output),
     ]
@@ -272,7 +274,10 @@ def start(suite: Suite, name: str, label: str) -> Server:
     destinations = [Destination(RECEIVER_AE_TITLE, suite.receiver.port)]
     folder = suite.work / f"{name}-{label}"
     if name == "dicomvault":
-        return start_dicomvault(folder, suite.args.source, destinations)
+        workers = {"DICOMVAULT_WORKERS": str(suite.args.workers)}
+        return start_dicomvault(
+            folder, suite.args.source, destinations, extra_env=workers
+        )
     return start_orthanc(
         folder, destinations, http_threads=suite.args.orthanc_http_threads
     )
@@ -773,6 +778,12 @@ def _parser() -> argparse.ArgumentParser:
         help="Orthanc's HttpThreadsCount (Debian's default 50 starves 500 "
         "keep-alive connections: one thread per connection)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="dicomvault server processes (serve --workers; default: one per core)",
+    )
     parser.add_argument("--pause-s", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--ct-slices", type=int, default=dataset.Spec.ct_slices)
@@ -839,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
             "terminals": args.terminals,
             "terminal_mix": TERMINAL_MIX,
             "orthanc_http_threads": args.orthanc_http_threads,
+            "dicomvault_workers": args.workers,
         },
         "machine": {
             "cpus": os.cpu_count(),

@@ -187,11 +187,28 @@ def start_dicomvault(
         )
     server = Server("dicomvault", http_port, dimse_port, ae_title, workdir, process)
     _wait_ready(server, "/readyz", "dicomvault")
+    workers = int(env.get("DICOMVAULT_WORKERS", "1"))
+    if workers > 1:
+        _wait_workers_ready(server, workers)
     server.extra_roots = _postmaster(workdir / "data")
     logger.info(
         "dicomvault up: pid %d, HTTP %d, DIMSE %d", process.pid, http_port, dimse_port
     )
     return server
+
+
+def _wait_workers_ready(server: Server, workers: int) -> None:
+    """Wait until every worker process says it is ready (each binds when ready)."""
+    log = server.workdir / "server.log"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if log.read_text(errors="replace").count("dicomvault ready:") >= workers:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(
+        f"dicomvault: not all {workers} workers ready; its log ends:\n"
+        f"{server.log_tail()}"
+    )
 
 
 def orthanc_available() -> bool:
