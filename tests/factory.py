@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 UID_ROOT = "1.2.826.0.1.3680043.10.1393."
 
@@ -64,8 +64,9 @@ def part10(ds: Dataset, transfer_syntax: str = ExplicitVRLittleEndian) -> bytes:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     # A data set may lack its SOP Instance UID on purpose; the meta still has one.
-    meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or new_uid()
-    meta.TransferSyntaxUID = transfer_syntax
+    # (Several values, when a test asks for them, are copied as they are.)
+    meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or UID(new_uid())
+    meta.TransferSyntaxUID = UID(transfer_syntax)
     ds.file_meta = meta
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -54,7 +55,7 @@ def test_stop_signal_drains_a_request_in_flight_and_stops_postgres(
     answer: dict[str, int] = {}
     sent_half = threading.Event()
 
-    def pieces():  # type: ignore[no-untyped-def]
+    def pieces() -> Iterator[bytes]:
         half = len(body) // 2
         yield body[:half]
         sent_half.set()
@@ -129,7 +130,9 @@ def test_migrations_are_numbered_and_apply_once_under_concurrency(
     assert [number for number, _ in migration_files(migrations_dir())][:1] == [1]
     import pgserver
 
-    server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+    server = pgserver.get_server(  # type: ignore[attr-defined]
+        tmp_path / "pg", cleanup_mode="stop"
+    )
     try:
         url = server.get_uri()
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -65,7 +66,9 @@ def _serving_pids(server: RunningServer, connections: int) -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def two_workers(tmp_path_factory: pytest.TempPathFactory) -> RunningServer:
+def two_workers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningServer]:
     running = start_server(
         tmp_path_factory.mktemp("workers") / "data", {"DICOMVAULT_WORKERS": "2"}
     )
@@ -144,11 +147,11 @@ def test_dimse_associations_are_served_on_the_shared_port(
     sent = files[0].read_bytes()
     _, data_set_offset = split_part10(sent)
     ds = dcmread(files[0])
-    path = (
+    instance = (
         f"/studies/{study}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
     )
     body = httpx.get(
-        two_workers.dicomweb_url + path,
+        two_workers.dicomweb_url + instance,
         headers={"Accept": 'multipart/related; type="application/dicom"'},
         timeout=30,
     )

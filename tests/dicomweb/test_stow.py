@@ -6,6 +6,7 @@ import asyncio
 import io
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import psutil
@@ -24,11 +25,11 @@ WARNING_REASON = "00081196"
 SOP_INSTANCE = "00081155"
 
 
-def _failed_reasons(body: dict) -> list[int]:
+def _failed_reasons(body: dict[str, Any]) -> list[int]:
     return [item[FAILURE_REASON]["Value"][0] for item in body[FAILED]["Value"]]
 
 
-def _stored_uids(body: dict) -> list[str]:
+def _stored_uids(body: dict[str, Any]) -> list[str]:
     return [item[SOP_INSTANCE]["Value"][0] for item in body[REFERENCED]["Value"]]
 
 

@@ -84,6 +84,12 @@ class RecordingStore:
     def keys(self, prefix: str = "") -> Iterator[str]:
         return self.inner.keys(prefix)
 
+    def modified_before(self, cutoff: float, prefix: str = "") -> Iterator[str]:
+        return self.inner.modified_before(cutoff, prefix)
+
+    def sweep_temporaries(self, cutoff: float) -> int:
+        return self.inner.sweep_temporaries(cutoff)
+
 
 @pytest.fixture
 def keys() -> FileKeyProvider:
