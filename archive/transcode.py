@@ -7,7 +7,9 @@ encoding through pydicom's encoders, except JPEG Baseline, which Pillow writes.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -57,6 +59,23 @@ _LOSSY_METHOD: Mapping[str, str] = {
     JPEGLSNearLossless: "ISO_14495_1",
 }
 _JPEG_QUALITY = 90
+# JPEG 2000 (and HTJ2K) go through OpenJPEG (pylibjpeg-openjpeg), whose C code
+# calls back into Python's logging from threads that do not hold the GIL: two
+# conversions at once crash the process. One at a time, then.
+_OPENJPEG_SYNTAXES = frozenset(
+    "1.2.840.10008.1.2.4." + suffix
+    for suffix in ("90", "91", "92", "93", "201", "202", "203")
+)
+_OPENJPEG = threading.Lock()
+
+
+def _openjpeg_guard(*syntaxes: str) -> contextlib.AbstractContextManager[Any]:
+    """The OpenJPEG lock when any of the syntaxes needs it, else nothing."""
+    if any(str(syntax) in _OPENJPEG_SYNTAXES for syntax in syntaxes):
+        return _OPENJPEG
+    return contextlib.nullcontext()
+
+
 _JPEG_LS_NEAR = 2
 _J2K_PSNR_DB = 60.0
 
@@ -170,9 +189,11 @@ def transcode_instance(data: bytes, target: str) -> bytes:
             return data
         has_pixels = "PixelData" in ds
         if has_pixels and (source.is_encapsulated or not source.is_little_endian):
-            _decompress(ds, source)
+            with _openjpeg_guard(source):
+                _decompress(ds, source)
         if has_pixels and UID(target).is_encapsulated:
-            _compress(ds, target)
+            with _openjpeg_guard(target):
+                _compress(ds, target)
         else:
             ds.file_meta.TransferSyntaxUID = UID(target)
         buffer = io.BytesIO()
@@ -248,7 +269,8 @@ def decode_frame(fmt: PixelFormat, source: str, frame: bytes) -> np.ndarray[Any,
     """The pixels of one frame as stored in an encapsulated syntax (color as RGB)."""
     try:
         decoder = get_decoder(source)
-        pixels, _ = decoder.as_array(encapsulate([frame]), **fmt.options())
+        with _openjpeg_guard(source):
+            pixels, _ = decoder.as_array(encapsulate([frame]), **fmt.options())
         return pixels
     except Exception as error:
         raise TranscodeFailed(
@@ -282,7 +304,8 @@ def encode_frame(fmt: PixelFormat, pixels: np.ndarray[Any, Any], target: str) ->
             options["jls_error"] = _JPEG_LS_NEAR
         if target in (JPEG2000, JPEG2000Lossless):
             options["use_mct"] = False
-        return bytes(get_encoder(target).encode(pixels, **options))
+        with _openjpeg_guard(target):
+            return bytes(get_encoder(target).encode(pixels, **options))
     except TranscodeFailed:
         raise
     except Exception as error:

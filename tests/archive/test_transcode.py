@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import (
+    JPEG2000,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
@@ -21,6 +25,7 @@ from archive.transcode import (
     PixelFormat,
     decode_frame,
     encode_frame,
+    frame_targets,
     native_frame,
     native_pixels,
     targets,
@@ -28,6 +33,8 @@ from archive.transcode import (
 )
 from tests.conftest import TESTS_DATA
 from tests.factory import make_ct, part10
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BIG_ENDIAN_FILE = TESTS_DATA / "transfer_syntax" / "ts_explicit_vr_be_mr.dcm"
 
@@ -78,3 +85,54 @@ def test_planar_color_frames_are_interleaved() -> None:
     pixels = native_pixels(PixelFormat.of(ds), planes)
     assert pixels[0, 0].tolist() == [1, 10, 100]
     assert pixels[1, 1].tolist() == [4, 40, 103]
+
+
+_CONCURRENT_JPEG_2000 = """
+import io, logging, threading
+import pydicom
+from pydicom.uid import JPEG2000, JPEG2000Lossless
+from archive.transcode import PixelFormat, decode_frame, encode_frame, transcode_instance
+from tests.factory import make_ct, part10
+
+# The server logs at INFO: OpenJPEG's progress messages then reach Python.
+logging.basicConfig(level=logging.INFO)
+data = part10(make_ct(rows=256, columns=256))
+ds = pydicom.dcmread(io.BytesIO(data))
+fmt, pixels = PixelFormat.of(ds), ds.pixel_array
+failures = []
+
+def convert() -> None:
+    try:
+        for _ in range(10):
+            frame = encode_frame(fmt, pixels, JPEG2000)
+            decode_frame(fmt, JPEG2000, frame)
+            transcode_instance(data, JPEG2000Lossless)
+    except Exception as error:
+        failures.append(error)
+
+threads = [threading.Thread(target=convert) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+assert not failures, failures
+print("converted")
+"""
+
+
+@pytest.mark.skipif(
+    JPEG2000 not in frame_targets(PixelFormat.of(make_ct())),
+    reason="no JPEG 2000 encoder installed",
+)
+def test_concurrent_jpeg_2000_conversions_do_not_crash_the_process() -> None:
+    # In a process of its own: without the guard the interpreter dies (SIGSEGV).
+    done = subprocess.run(
+        [sys.executable, "-c", _CONCURRENT_JPEG_2000],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "converted"
