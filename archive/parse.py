@@ -356,7 +356,15 @@ class _Walker:
                 f"Sequences nest deeper than {MAX_NESTING} levels at offset {offset}"
             )
         limit = self._size if end is None else end
-        implicit = self._looks_implicit(offset, limit, implicit, depth)
+        found = self._looks_implicit(offset, limit, implicit, depth)
+        if depth == 0 and found != implicit:
+            # A reader trusts the transfer syntax: such a file cannot be served.
+            raise InvalidInstance(
+                "The data set is encoded in "
+                f"{'implicit' if found else 'explicit'} VR but its transfer syntax "
+                f"declares {'implicit' if implicit else 'explicit'} VR (PS3.5 7.1)"
+            )
+        implicit = found
         if depth == 0:
             self.implicit = implicit
         creators: dict[int, str] = {}
@@ -428,8 +436,8 @@ class _Walker:
     def _looks_implicit(
         self, offset: int, limit: int, implicit: bool, depth: int
     ) -> bool:
-        # Some writers encode items, or the whole data set, in the other VR
-        # encoding; pydicom reads them, so the walk follows the same guess.
+        # Some writers encode sequence items in the other VR encoding; pydicom
+        # reads them, so the walk follows the same guess below the top level.
         if offset + 6 > limit or (implicit and depth):
             return implicit
         vr = self._read(offset + 4, 2)

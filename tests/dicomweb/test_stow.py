@@ -11,7 +11,9 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from dimse._stored import split_part10
 from tests.conftest import RunningServer
 from tests.dicomweb.stow_helpers import multipart_body, post_instances
 from tests.factory import make_ct, new_uid, part10
@@ -368,3 +370,41 @@ def test_same_data_set_with_other_file_meta_is_a_quiet_resend(
         server, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
     )
     assert stored.content == first
+
+
+def _swap_data_set(declared: str, encoded: str) -> tuple[str, bytes]:
+    """A file whose meta declares one transfer syntax and whose data set uses another."""
+    ds = make_ct()
+    head = part10(ds, declared)
+    body = part10(ds, encoded)
+    return str(ds.SOPInstanceUID), (
+        head[: split_part10(head)[1]] + body[split_part10(body)[1] :]
+    )
+
+
+def test_a_data_set_in_another_vr_encoding_than_declared_fails_with_c000(
+    server: RunningServer,
+) -> None:
+    # Stored, such a file would be served with a transfer syntax that lies.
+    implicit_sop, implicit_body = _swap_data_set(
+        ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    )
+    explicit_sop, explicit_body = _swap_data_set(
+        ImplicitVRLittleEndian, ExplicitVRLittleEndian
+    )
+    good = make_ct()
+    response = post_instances(
+        server.dicomweb_url, [implicit_body, explicit_body, part10(good)]
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assert _failed_reasons(body) == [0xC000, 0xC000]
+    assert _stored_uids(body) == [good.SOPInstanceUID]
+    for sop in (implicit_sop, explicit_sop):
+        found = httpx.get(
+            f"{server.dicomweb_url}/instances",
+            params={"SOPInstanceUID": sop},
+            headers={"Accept": "application/dicom+json"},
+            timeout=30,
+        )
+        assert found.status_code == 200 and found.json() == []
