@@ -186,6 +186,15 @@ def _apply_viewport(image: Image.Image, viewport: Viewport | None) -> Image.Imag
         sh = sh or image.height - sy
         left, right = sorted((sx, sx + sw))
         top, bottom = sorted((sy, sy + sh))
+        # Only the part of the region that lies on the image is shown: a region
+        # far outside it would otherwise allocate its whole area.
+        left, right = max(left, 0), min(right, image.width)
+        top, bottom = max(top, 0), min(bottom, image.height)
+        if right <= left or bottom <= top:
+            raise InvalidQuery(
+                f"viewport region {viewport.source} lies outside the "
+                f"{image.width}x{image.height} image"
+            )
         image = image.crop((left, top, right, bottom))
         if sw < 0:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

@@ -70,3 +70,19 @@ def test_bad_windows_are_refused(text: str) -> None:
 def test_bad_viewports_are_refused(text: str) -> None:
     with pytest.raises(InvalidQuery, match="viewport"):
         parse_viewport(text)
+
+
+def test_a_viewport_region_is_clipped_to_the_image() -> None:
+    pixels = np.zeros((32, 64), dtype=np.uint16)
+    # 10 columns and 2 rows of the region lie on the image; the rest is ignored.
+    spilled = parse_viewport("100,100,54,30,1000000000,1000000000")
+    image = render(_ct(), pixels, Rendering(PNG, viewport=spilled))
+    assert Image.open(io.BytesIO(image)).size == (100, 20)
+
+
+@pytest.mark.parametrize("region", ["64,0,10,10", "0,32,10,10", "-20,0,10,10"])
+def test_a_viewport_region_off_the_image_is_refused(region: str) -> None:
+    pixels = np.zeros((32, 64), dtype=np.uint16)
+    viewport = parse_viewport(f"16,16,{region}")
+    with pytest.raises(InvalidQuery, match="outside"):
+        render(_ct(), pixels, Rendering(PNG, viewport=viewport))

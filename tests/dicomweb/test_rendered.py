@@ -158,3 +158,26 @@ def test_instances_without_pixels_cannot_render(server: RunningServer) -> None:
         f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/rendered"
     )
     assert httpx.get(url).status_code == 406
+
+
+def test_a_huge_viewport_region_answers_without_allocating_it(
+    server: RunningServer, study: list[pydicom.Dataset]
+) -> None:
+    study_uid, series_uid, sop_uid = _uids(study[0])
+    base = f"{server.dicomweb_url}/studies/{study_uid}/series/{series_uid}"
+    url = f"{base}/instances/{sop_uid}/rendered"
+    huge = httpx.get(
+        url,
+        params={"viewport": "10,10,0,0,1000000000,1"},
+        headers={"Accept": "image/png"},
+        timeout=30,
+    )
+    assert huge.status_code == 200
+    off = httpx.get(
+        url,
+        params={"viewport": "10,10,5000,5000,10,10"},
+        headers={"Accept": "image/png"},
+        timeout=30,
+    )
+    assert off.status_code == 400
+    assert "outside" in off.text
