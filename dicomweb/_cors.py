@@ -15,8 +15,11 @@ _EXPOSED = (
     "Content-Location",
     "Content-Range",
     "ETag",
+    # QIDO-RS paging (rel="next") and counts.
+    "Link",
     "Location",
     "Warning",
+    "X-Total-Count",
 )
 _PREFLIGHT_CACHE_S = 600
 

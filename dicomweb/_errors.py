@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,10 +24,13 @@ logger = logging.getLogger(__name__)
 class HTTPProblem(Exception):
     """An HTTP error with its status and a reason a client can act on."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(
+        self, status: int, reason: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = dict(headers or {})
 
 
 def error_response(status: int, reason: str) -> Response:
@@ -66,4 +70,6 @@ async def handle_archive_error(request: Request, error: Exception) -> Response:
 async def handle_problem(request: Request, error: Exception) -> Response:
     """Starlette exception handler for ``HTTPProblem``."""
     assert isinstance(error, HTTPProblem)
-    return error_response(error.status, error.reason)
+    response = error_response(error.status, error.reason)
+    response.headers.update(error.headers)
+    return response

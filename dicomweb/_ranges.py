@@ -22,10 +22,19 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first == "":
         length = int(last)
         if length == 0:
-            raise HTTPProblem(416, f"Range {header!r} asks for no bytes")
+            raise HTTPProblem(
+                416, f"Range {header!r} asks for no bytes", _unsatisfied(size)
+            )
         return max(0, size - length), size
     start = int(first)
     end = size if last == "" else min(size, int(last) + 1)
     if start >= size or start >= end:
-        raise HTTPProblem(416, f"Range {header!r} lies outside the {size} bytes")
+        raise HTTPProblem(
+            416, f"Range {header!r} lies outside the {size} bytes", _unsatisfied(size)
+        )
     return start, end
+
+
+def _unsatisfied(size: int) -> dict[str, str]:
+    """RFC 9110 15.5.17: a 416 names the current length of the representation."""
+    return {"Content-Range": f"bytes */{size}"}

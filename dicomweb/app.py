@@ -21,6 +21,16 @@ _SERIES = _STUDY + "/series/{series}"
 _INSTANCE = _SERIES + "/instances/{instance}"
 
 
+def by_method(**handlers: Handler) -> Handler:
+    """One handler per HTTP method of a path; HEAD is served as GET."""
+
+    async def handler(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return handler
+
+
 def dicomweb_routes(archive: Archive, qido_max_results: int) -> list[BaseRoute]:
     """Every DICOMweb resource, bound to one Archive service."""
 
@@ -47,16 +57,23 @@ def dicomweb_routes(archive: Archive, qido_max_results: int) -> list[BaseRoute]:
         raise HTTPProblem(404, f"No DICOMweb resource at {request.url.path!r}")
 
     routes = [
-        Route("/studies", bound(stow.store), methods=["POST"]),
+        # One route per path, so that a 405 names every method the path takes.
+        Route(
+            "/studies",
+            by_method(GET=searching(Level.STUDY), POST=bound(stow.store)),
+            methods=["GET", "POST"],
+        ),
+        Route(
+            _STUDY,
+            by_method(GET=bound(wado.retrieve), POST=bound(stow.store)),
+            methods=["GET", "POST"],
+        ),
         Route("/batch", bound(batch.studies), methods=["GET"]),
-        Route(_STUDY, bound(stow.store), methods=["POST"]),
-        Route("/studies", searching(Level.STUDY), methods=["GET"]),
         Route("/series", searching(Level.SERIES), methods=["GET"]),
         Route("/instances", searching(Level.IMAGE), methods=["GET"]),
         Route(_STUDY + "/series", searching(Level.SERIES), methods=["GET"]),
         Route(_STUDY + "/instances", searching(Level.IMAGE), methods=["GET"]),
         Route(_SERIES + "/instances", searching(Level.IMAGE), methods=["GET"]),
-        Route(_STUDY, bound(wado.retrieve), methods=["GET"]),
         Route(_SERIES, bound(wado.retrieve), methods=["GET"]),
         Route(_INSTANCE, bound(wado.retrieve), methods=["GET"]),
         Route(_STUDY + "/metadata", bound(wado.metadata), methods=["GET"]),

@@ -65,6 +65,11 @@ def test_nested_bulk_data_resolves_with_byte_ranges(server: RunningServer) -> No
     )
     assert body == icon.PixelData[4000:]
     assert b"Content-Range: bytes 4000-4095/4096" in head
+    for accept in (OCTETS, MULTIPART):
+        beyond = httpx.get(uri, headers={**accept, "Range": "bytes=999999-"})
+        # RFC 9110 15.5.17: the length, so that the client can ask again.
+        assert beyond.status_code == 416
+        assert beyond.headers["content-range"] == "bytes */4096"
 
 
 def test_compressed_pixel_data_resolves_whole_and_in_ranges(

@@ -56,6 +56,16 @@ def test_simple_request_exposes_the_etag(cors_server: RunningServer) -> None:
     assert "ETag" in response.headers["access-control-expose-headers"]
 
 
+def test_paging_and_counts_are_readable_cross_origin(
+    cors_server: RunningServer,
+) -> None:
+    response = httpx.head(
+        f"{cors_server.dicomweb_url}/studies", headers={"Origin": VIEWER}
+    )
+    exposed = response.headers["access-control-expose-headers"].split(",")
+    assert {"Link", "X-Total-Count"} <= {name.strip() for name in exposed}
+
+
 def test_other_origins_get_no_cors_headers(cors_server: RunningServer) -> None:
     response = httpx.get(
         f"{cors_server.dicomweb_url}/studies", headers={"Origin": "http://evil.example"}
