@@ -11,6 +11,7 @@ import io
 import logging
 
 from pydicom import dcmread
+from pydicom.uid import UID
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
@@ -22,6 +23,7 @@ from dimse._bridge import LoopBridge
 from dimse._part10 import file_meta, part10_bytes
 from dimse.errors import (
     SUCCESS,
+    ContextMismatch,
     DataSetMismatch,
     DimseError,
     Service,
@@ -30,6 +32,44 @@ from dimse.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def check_context(sop_class_uid: str, abstract_syntax: str) -> None:
+    """Refuse a C-STORE whose SOP class is not its presentation context's.
+
+    PS3.8 7.1.1.13: the abstract syntax of a context is the SOP class of the
+    messages sent on it; another SOP class was never negotiated, so it is
+    refused as not supported (PS3.7 C.5, 0x0122), as pynetdicom's own
+    storage SCP does.
+    """
+    if sop_class_uid != abstract_syntax:
+        raise ContextMismatch(
+            f"The C-STORE request names SOP Class UID {sop_class_uid!r} on a "
+            f"presentation context negotiated for {abstract_syntax!r}; propose a "
+            "context for that SOP class"
+        )
+
+
+def check_encoding(data_set: bytes, transfer_syntax_uid: str) -> None:
+    """Refuse a data set not in the VR encoding of its presentation context.
+
+    PS3.5 7.1: the first element header tells explicit VR (two upper-case
+    letters after the tag) from implicit VR. pydicom silently reads either,
+    and the file would be stored under the wrong Transfer Syntax UID, so the
+    data set cannot be understood (PS3.4 B.2.3, 0xC000). A deflated data set
+    is checked by ingest once inflated.
+    """
+    syntax = UID(transfer_syntax_uid)
+    if syntax.is_deflated or len(data_set) < 6:
+        return
+    vr = data_set[4:6]
+    found_implicit = not (vr.isalpha() and vr.isupper())
+    if found_implicit != syntax.is_implicit_VR:
+        found = "implicit" if found_implicit else "explicit"
+        raise UnreadableDataSet(
+            f"The data set is encoded with {found} VR but its presentation context "
+            f"negotiated {syntax.name!r}; send it on a context of its own encoding"
+        )
 
 
 def check_dataset(part10: bytes, sop_class_uid: str, sop_instance_uid: str) -> None:
@@ -95,12 +135,12 @@ class StoreHandler:
         sop_instance_uid = check_uid(
             str(request.AffectedSOPInstanceUID or ""), "Affected SOP Instance UID"
         )
-        meta = file_meta(
-            sop_class_uid,
-            sop_instance_uid,
-            str(event.context.transfer_syntax),
-        )
-        part10 = part10_bytes(meta, event.encoded_dataset(include_meta=False))
+        check_context(sop_class_uid, str(event.context.abstract_syntax))
+        transfer_syntax_uid = str(event.context.transfer_syntax)
+        data_set = event.encoded_dataset(include_meta=False)
+        check_encoding(data_set, transfer_syntax_uid)
+        meta = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax_uid)
+        part10 = part10_bytes(meta, data_set)
         check_dataset(part10, sop_class_uid, sop_instance_uid)
         # The calling AE title picks the character set rule for mislabelled text.
         caller = str(event.assoc.requestor.ae_title).strip()

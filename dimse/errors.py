@@ -21,6 +21,8 @@ PENDING_WITH_WARNINGS = 0xFF01
 CANCEL = 0xFE00
 # PS3.7 C.4: the general failure for an error the peer cannot act on.
 PROCESSING_FAILURE = 0x0110
+# PS3.7 C.5: refused, the SOP class is not supported (here: on that context).
+SOP_CLASS_NOT_SUPPORTED = 0x0122
 OUT_OF_RESOURCES = 0xA700
 OUT_OF_RESOURCES_MATCHES = 0xA701
 OUT_OF_RESOURCES_SUBOPERATIONS = 0xA702
@@ -45,6 +47,14 @@ class InvalidIdentifier(DimseError):
 
 class DataSetMismatch(DimseError):
     """A C-STORE data set names another SOP class or instance than its command."""
+
+
+class ContextMismatch(DimseError):
+    """A C-STORE names another SOP class than its presentation context negotiated.
+
+    PS3.8 7.1.1.13: a presentation context carries one abstract syntax, the
+    SOP class of every message sent on it.
+    """
 
 
 class UnreadableDataSet(DimseError):
@@ -76,6 +86,8 @@ def _store_status(error: BaseException) -> int:
         return OUT_OF_RESOURCES
     if isinstance(error, DataSetMismatch):
         return DATA_SET_DOES_NOT_MATCH
+    if isinstance(error, ContextMismatch):
+        return SOP_CLASS_NOT_SUPPORTED
     if isinstance(error, UnreadableDataSet):
         return UNABLE_TO_PROCESS
     return PROCESSING_FAILURE

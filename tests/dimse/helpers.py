@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
 
@@ -223,6 +224,40 @@ def store_datasets(server: RunningServer, datasets: Sequence[Dataset]) -> list[i
     pairs = [(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets]
     with associate(server, contexts_for(pairs)) as assoc:
         return [int(assoc.send_c_store(ds).Status) for ds in datasets]
+
+
+def send_raw_c_store(
+    assoc: Association,
+    context: PresentationContext,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    data_set: bytes,
+) -> int:
+    """Send one C-STORE exactly as given on ``context``; the status answered.
+
+    Unlike ``send_c_store``, nothing is checked or encoded here, so a test
+    can send what a faulty SCU would: another SOP class than the context's,
+    or data set bytes in another encoding.
+    """
+    request = C_STORE()
+    request.MessageID = 1
+    request.Priority = 2
+    request.AffectedSOPClassUID = UID(sop_class_uid)
+    request.AffectedSOPInstanceUID = UID(sop_instance_uid)
+    request.DataSet = io.BytesIO(data_set)
+    # As send_c_store does: the reactor must not take the response off the queue.
+    assoc._reactor_checkpoint.clear()
+    while not assoc._is_paused:
+        time.sleep(0.0001)
+    try:
+        assert context.context_id is not None
+        assoc.dimse.send_msg(request, context.context_id)
+        _, response = assoc.dimse.get_msg(block=True)
+    finally:
+        assoc._reactor_checkpoint.set()
+    assert response is not None, "no C-STORE response within the DIMSE timeout"
+    assert isinstance(response, C_STORE), type(response)
+    return int(response.Status or 0)
 
 
 def with_meta(ds: Dataset, transfer_syntax: str) -> Dataset:

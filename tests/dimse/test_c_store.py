@@ -18,13 +18,14 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEGLossless,
+    MRImageStorage,
     generate_uid,
 )
 from pynetdicom import _config
 from pynetdicom.dsutils import encode
 
-from dimse.c_store import check_dataset
-from dimse.errors import DataSetMismatch, UnreadableDataSet
+from dimse.c_store import check_context, check_dataset, check_encoding
+from dimse.errors import ContextMismatch, DataSetMismatch, UnreadableDataSet
 from tests.conftest import (
     CORPUS,
     RunningServer,
@@ -42,6 +43,7 @@ from tests.dimse.helpers import (
     first_of_each_instance,
     qido,
     run_tool,
+    send_raw_c_store,
     store_datasets,
     transfer_syntax_of,
     valid_corpus,
@@ -349,3 +351,72 @@ def test_check_dataset_reports_garbage_as_unreadable() -> None:
     ds = make_ct()
     with pytest.raises(UnreadableDataSet):
         check_dataset(b"not DICOM at all" * 20, ds.SOPClassUID, ds.SOPInstanceUID)
+
+
+def _encoded(ds: Dataset, implicit_vr: bool, little_endian: bool = True) -> bytes:
+    data = encode(ds, implicit_vr, little_endian)
+    assert data is not None, "pydicom could not encode the data set"
+    return data
+
+
+@pytest.mark.server
+def test_store_naming_another_sop_class_than_its_context_is_refused(
+    store_server: RunningServer,
+) -> None:
+    before = _object_files(store_server)
+    ds = make_ct(Modality="MR")
+    ds.SOPClassUID = MRImageStorage
+    with associate(
+        store_server, contexts_for([(CTImageStorage, ExplicitVRLittleEndian)])
+    ) as assoc:
+        (context,) = assoc.accepted_contexts
+        status = send_raw_c_store(
+            assoc, context, MRImageStorage, ds.SOPInstanceUID, _encoded(ds, False)
+        )
+    assert status == 0x0122
+    assert _object_files(store_server) == before
+    found = qido(store_server, "instances", {"StudyInstanceUID": ds.StudyInstanceUID})
+    assert found == []
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(
+    ("context_syntax", "implicit_bytes"),
+    [(ExplicitVRLittleEndian, True), (ImplicitVRLittleEndian, False)],
+)
+def test_store_encoded_in_another_vr_mode_than_its_context_is_refused(
+    store_server: RunningServer, context_syntax: str, implicit_bytes: bool
+) -> None:
+    before = _object_files(store_server)
+    ds = make_ct()
+    contexts = contexts_for([(CTImageStorage, context_syntax)])
+    with associate(store_server, contexts) as assoc:
+        (context,) = assoc.accepted_contexts
+        status = send_raw_c_store(
+            assoc,
+            context,
+            CTImageStorage,
+            ds.SOPInstanceUID,
+            _encoded(ds, implicit_bytes),
+        )
+    assert status == 0xC000
+    assert _object_files(store_server) == before
+    found = qido(store_server, "instances", {"StudyInstanceUID": ds.StudyInstanceUID})
+    assert found == []
+
+
+def test_check_context_refuses_a_sop_class_the_context_did_not_negotiate() -> None:
+    check_context(CTImageStorage, CTImageStorage)
+    with pytest.raises(ContextMismatch, match="negotiated for"):
+        check_context(MRImageStorage, CTImageStorage)
+
+
+def test_check_encoding_tells_implicit_from_explicit_vr() -> None:
+    ds = make_ct()
+    check_encoding(_encoded(ds, False), ExplicitVRLittleEndian)
+    check_encoding(_encoded(ds, True), ImplicitVRLittleEndian)
+    check_encoding(_encoded(ds, False, False), ExplicitVRBigEndian)
+    with pytest.raises(UnreadableDataSet, match="implicit VR"):
+        check_encoding(_encoded(ds, True), ExplicitVRLittleEndian)
+    with pytest.raises(UnreadableDataSet, match="explicit VR"):
+        check_encoding(_encoded(ds, False), ImplicitVRLittleEndian)
