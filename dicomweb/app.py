@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -13,6 +14,7 @@ from archive.service import Archive
 from archive.uids import check_uid
 from dicomweb import batch, qido, rendered, stow, wado
 from dicomweb._errors import HTTPProblem
+from dicomweb._paths import EncodedSeparatorGuard
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -92,5 +94,9 @@ def dicomweb_routes(archive: Archive, qido_max_results: int) -> list[BaseRoute]:
         Route("/studies/{rest:path}", unmatched, methods=["GET", "POST"]),
     ]
     return [
-        Mount("/dicom-web", routes=[Route("/", root, name="dicomweb_root"), *routes])
+        Mount(
+            "/dicom-web",
+            routes=[Route("/", root, name="dicomweb_root"), *routes],
+            middleware=[Middleware(EncodedSeparatorGuard)],
+        )
     ]
