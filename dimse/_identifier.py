@@ -7,6 +7,7 @@ carry. Matching itself happens in the archive, never here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 
 from archive.attributes import Level
+from archive.charset import REPLACEMENT, TEXT_VRS, dataset_charsets, decode_value
 from archive.query import Query
 from dimse.errors import InvalidIdentifier
 
@@ -107,15 +109,37 @@ def _text_of_value(value: Any) -> str:
     return str(value)
 
 
-def _text(identifier: Dataset, tag: BaseTag, vr: str) -> str:
+def _decoded(data: bytes, tag: BaseTag, vr: str, charsets: Sequence[str]) -> str:
+    """Decode raw value bytes; refuse bytes the character set cannot decode.
+
+    Text goes through the archive's decoder, the one ingest uses, so that ISO
+    2022 escapes (which pydicom leaves in the text) decode alike on both
+    sides. A U+FFFD in the result marks bytes the declared character set has
+    no character for: matching them would find nothing, or the wrong thing.
+    """
+    if vr in _ASCII_VRS:
+        text = data.decode("ascii", errors="replace")
+    else:
+        text = decode_value(data, charsets, vr)
+    if REPLACEMENT in text:
+        name = keyword_for_tag(tag) or str(tag)
+        declared = "\\".join(charsets) or "the default repertoire"
+        raise InvalidIdentifier(
+            f"{name} holds bytes that {declared!r} cannot decode; encode it in the "
+            "Specific Character Set the identifier declares"
+        )
+    return text
+
+
+def _text(identifier: Dataset, tag: BaseTag, vr: str, charsets: Sequence[str]) -> str:
     """The value in DICOM string form, decoded with the identifier's charset."""
     raw = identifier.get_item(tag)
     if vr in _BINARY_VRS:
         return ""
-    if isinstance(raw, RawDataElement) and vr in _ASCII_VRS:
+    if isinstance(raw, RawDataElement) and (vr in _ASCII_VRS or vr in TEXT_VRS):
         if raw.value is None:
             return ""
-        return raw.value.decode("ascii", errors="replace").strip(" \x00")
+        return _decoded(raw.value, tag, vr, charsets).strip(" \x00")
     try:
         value = identifier[tag].value
     except (ValueError, LookupError, UnicodeError) as error:
@@ -125,13 +149,19 @@ def _text(identifier: Dataset, tag: BaseTag, vr: str) -> str:
 
 
 def _sequence_keys(
-    identifier: Dataset, tag: BaseTag, keyword: str, keys: dict[str, str]
+    identifier: Dataset,
+    tag: BaseTag,
+    keyword: str,
+    keys: dict[str, str],
+    charsets: Sequence[str],
 ) -> RequestedKey:
     items = identifier[tag].value or []
     if not items or len(items[0]) == 0:
         keys[keyword] = ""
         return RequestedKey(tag, "SQ", None)
     item = items[0]
+    # PS3.5 6.1.2.5.3: an item may declare a character set of its own.
+    item_charsets = dataset_charsets(item, charsets)
     wanted: list[RequestedKey] = []
     for element in item:
         item_tag = element.tag
@@ -140,7 +170,7 @@ def _sequence_keys(
         item_keyword = keyword_for_tag(item_tag)
         if not item_keyword or item_vr == "SQ":
             continue
-        text = _text(item, item_tag, item_vr)
+        text = _text(item, item_tag, item_vr, item_charsets)
         if text:
             keys[f"{keyword}.{item_keyword}"] = text
     if not any("." in key and key.startswith(keyword + ".") for key in keys):
@@ -152,9 +182,11 @@ def parse_identifier(identifier: Dataset, patient_root: bool) -> FindRequest:
     """Turn a decoded C-FIND identifier into a ``FindRequest``.
 
     Raises ``InvalidIdentifier`` for a missing or wrong Query/Retrieve Level
-    or a value that cannot be decoded.
+    or a value that cannot be decoded in the identifier's Specific Character
+    Set (PS3.5 6.1).
     """
     level = _level(identifier, patient_root)
+    charsets = dataset_charsets(identifier)
     keys: dict[str, str] = {}
     requested: list[RequestedKey] = []
     for tag in sorted(identifier.keys()):
@@ -166,9 +198,9 @@ def parse_identifier(identifier: Dataset, patient_root: bool) -> FindRequest:
             requested.append(RequestedKey(tag, vr))
             continue
         if vr == "SQ":
-            requested.append(_sequence_keys(identifier, tag, keyword, keys))
+            requested.append(_sequence_keys(identifier, tag, keyword, keys, charsets))
             continue
-        keys[keyword] = _text(identifier, tag, vr)
+        keys[keyword] = _text(identifier, tag, vr, charsets)
         requested.append(RequestedKey(tag, vr))
     if RETRIEVE_AE_TITLE in identifier:
         requested.append(RequestedKey(RETRIEVE_AE_TITLE, "AE"))

@@ -427,3 +427,60 @@ def test_cancel_stops_the_pending_responses() -> None:
     next(responses)
     event.is_cancelled = True
     assert list(responses) == [(0xFE00, None)]
+
+
+# PS3.5 K.2: "Zhang^XiaoDong=张^小东=" with each ideographic group in GB2312.
+IR58_NAME = b"Zhang^XiaoDong=\x1b$)A\xd5\xc5^\x1b$)A\xd0\xa1\xb6\xab="
+
+
+@pytest.fixture(scope="module")
+def ir58_patient(server: RunningServer) -> tuple[str, str]:
+    """A study whose Patient Name is ISO 2022 IR 58; its Patient ID and study UID."""
+    patient = f"IR58-{secrets.token_hex(4).upper()}"
+    ds = make_ct(study=_uid(), PatientID=patient)
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 58"]
+    ds.PatientName = IR58_NAME
+    assert store_datasets(server, [with_meta(ds, ExplicitVRLittleEndian)]) == [0]
+    return patient, str(ds.StudyInstanceUID)
+
+
+def _find(server: RunningServer, query: Dataset) -> list[tuple[int, Dataset | None]]:
+    with associate(
+        server, contexts_for([(STUDY_ROOT_FIND, ExplicitVRLittleEndian)])
+    ) as assoc:
+        responses = list(assoc.send_c_find(query, STUDY_ROOT_FIND))
+    return [(int(status.Status), identifier) for status, identifier in responses]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [IR58_NAME, b"=\x1b$)A\xd5\xc5^\x1b$)A\xd0\xa1\xb6\xab", b"=\x1b$)A\xd5\xc5*"],
+    ids=["whole-name", "ideographic-group", "ideographic-wildcard"],
+)
+def test_iso_2022_ir58_identifier_finds_the_name_stored_in_it(
+    server: RunningServer, ir58_patient: tuple[str, str], name: bytes
+) -> None:
+    patient, study = ir58_patient
+    query = _query("STUDY", PatientID=patient, StudyInstanceUID="")
+    query.SpecificCharacterSet = ["", "ISO 2022 IR 58"]
+    query.PatientName = name
+    responses = _find(server, query)
+    assert [status for status, _ in responses] == [0xFF00, 0x0000]
+    found = responses[0][1]
+    assert found is not None and found.StudyInstanceUID == study
+    assert found.PatientName.ideographic == "张^小东"
+
+
+@pytest.mark.parametrize(
+    ("charset", "name"),
+    [("ISO_IR 192", b"\xff\xfe*"), ("GB18030", b"\x81*"), (None, b"M\xfcller*")],
+    ids=["utf-8", "gb18030", "undeclared"],
+)
+def test_name_the_identifier_charset_cannot_decode_is_refused(
+    server: RunningServer, charset: str | None, name: bytes
+) -> None:
+    query = _query("STUDY", StudyInstanceUID="")
+    if charset is not None:
+        query.SpecificCharacterSet = charset
+    query.PatientName = name
+    assert _find(server, query) == [(0xA900, None)]

@@ -180,3 +180,34 @@ def test_has_non_ascii_text_looks_into_sequences() -> None:
     assert has_non_ascii_text(ds)
     item.CodeMeaning = "Chest"
     assert not has_non_ascii_text(ds)
+
+
+def test_parse_identifier_decodes_iso_2022_ir58_escapes() -> None:
+    ds = Dataset()
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 58"]
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.PatientName = b"Zhang^XiaoDong=\x1b$)A\xd5\xc5^\x1b$)A\xd0\xa1\xb6\xab="
+    request = parse_identifier(_decoded(ds), patient_root=False)
+    assert request.query.keys["PatientName"] == "Zhang^XiaoDong=张^小东="
+
+
+@pytest.mark.usefixtures("lenient_pydicom")
+@pytest.mark.parametrize(
+    ("charset", "keyword", "value"),
+    [
+        ("ISO_IR 192", "PatientName", b"\xff\xfe*"),
+        ("GB18030", "PatientName", b"\x81*"),
+        (None, "PatientName", b"M\xfcller"),
+        ("ISO_IR 192", "StudyInstanceUID", b"1.2.\xc3\xa9"),
+    ],
+)
+def test_parse_identifier_refuses_bytes_its_charset_cannot_decode(
+    charset: str | None, keyword: str, value: bytes
+) -> None:
+    ds = Dataset()
+    if charset is not None:
+        ds.SpecificCharacterSet = charset
+    ds.QueryRetrieveLevel = "STUDY"
+    setattr(ds, keyword, value)
+    with pytest.raises(InvalidIdentifier, match=keyword):
+        parse_identifier(_decoded(ds), patient_root=False)
