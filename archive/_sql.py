@@ -45,6 +45,7 @@ _JSON_TEXT_VRS = frozenset({"AE", "CS", "LO", "SH", "UI", "DA", "TM", "DT", "AS"
 _LEVEL_RANK = {Level.PATIENT: 0, Level.STUDY: 0, Level.SERIES: 1, Level.IMAGE: 2}
 # Sorts NULL integers first; a real value equal to it only ties, and pk breaks ties.
 _NULL_INTEGER = -(2**31)
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass
@@ -378,12 +379,7 @@ def _keyset_condition(
         )
     placeholders: list[str] = []
     for (_, kind, _), value in zip(keys, after):
-        expected = int if kind == "bigint" else str
-        if not isinstance(value, expected) or isinstance(value, bool):
-            raise InvalidQuery(
-                f"The paging cursor holds {value!r} where this query's order needs "
-                f"a {kind} value; ask for the first page again"
-            )
+        _check_cursor_value(value, kind)
         placeholders.append(f"{params.add(value)}::{kind}")
     alternatives: list[str] = []
     for index, (expression, _, descending) in enumerate(keys):
@@ -392,6 +388,33 @@ def _keyset_condition(
         step = f"{expression} {operator} {placeholders[index]}"
         alternatives.append("(" + " AND ".join([*ties, step]) + ")")
     return "(" + " OR ".join(alternatives) + ")"
+
+
+def _check_cursor_value(value: CursorValue, kind: str) -> None:
+    """Refuse a cursor value its sort column could not hold (a forged cursor)."""
+    expected = int if kind == "bigint" else str
+    if not isinstance(value, expected) or isinstance(value, bool):
+        problem = f"a {kind} value"
+    elif isinstance(value, int) and not _BIGINT_MIN <= value <= _BIGINT_MAX:
+        problem = f"a bigint value ({_BIGINT_MIN}..{_BIGINT_MAX})"
+    elif isinstance(value, str) and "\x00" in value:
+        problem = "text without NUL characters"
+    elif isinstance(value, str) and not value.isascii() and _has_surrogate(value):
+        problem = "text that is valid Unicode"
+    else:
+        return
+    raise InvalidQuery(
+        f"The paging cursor holds {value!r} where this query's order needs "
+        f"{problem}; ask for the first page again"
+    )
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _columns(level: Level) -> list[str]:

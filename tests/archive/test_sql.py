@@ -1,0 +1,41 @@
+"""Compiling queries to SQL: forged paging cursors are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from archive._sql import compile_search
+from archive.attributes import Level
+from archive.errors import InvalidQuery
+from archive.query import CursorValue, OrderKey, Query
+
+
+@pytest.mark.parametrize(
+    ("order", "after"),
+    [
+        ((), (99999999999999999999999,)),
+        ((), (-(2**63) - 1,)),
+        ((), (True,)),
+        ((), (None,)),
+        ((OrderKey("PatientName"),), ("\x00", 1)),
+        ((OrderKey("PatientName"),), ("a\x00b", 1)),
+        ((OrderKey("PatientName"),), ("\ud800", 1)),
+        ((OrderKey("PatientName"),), (1, 1)),
+        ((OrderKey("SeriesNumber"),), (2**63, 1)),
+        ((OrderKey("StudyDate", descending=True),), ("20200101", 2**64)),
+    ],
+)
+def test_cursor_values_the_sort_columns_cannot_hold_are_refused(
+    order: tuple[OrderKey, ...], after: tuple[CursorValue, ...]
+) -> None:
+    level = Level.SERIES if order and order[0].keyword == "SeriesNumber" else None
+    query = Query(level or Level.STUDY, order=order, after=after)
+    with pytest.raises(InvalidQuery, match="paging cursor"):
+        compile_search(query)
+
+
+def test_cursor_values_at_the_edges_of_their_columns_are_accepted() -> None:
+    for pk in (2**63 - 1, -(2**63)):
+        assert pk in compile_search(Query(Level.STUDY, after=(pk,))).params
+    named = Query(Level.STUDY, order=(OrderKey("PatientName"),), after=("müller^ä", 1))
+    assert "müller^ä" in compile_search(named).params
