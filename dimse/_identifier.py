@@ -40,6 +40,8 @@ _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _PATIENT_ROOT_LEVELS = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.IMAGE)
 _STUDY_ROOT_LEVELS = (Level.STUDY, Level.SERIES, Level.IMAGE)
+# PS3.4 C.2.2.2.4: the wildcard characters, which no retrieve key may hold.
+_WILDCARDS = frozenset("*?")
 # PS3.4 C.6.1.1 / C.6.2.1: the unique key of each level.
 UNIQUE_KEYS: dict[Level, str] = {
     Level.PATIENT: "PatientID",
@@ -211,11 +213,37 @@ def parse_identifier(identifier: Dataset, patient_root: bool) -> FindRequest:
     )
 
 
+def _unique_value(keyword: str, value: str, list_allowed: bool) -> str:
+    """A unique key of a retrieve identifier, refused unless it names exactly.
+
+    PS3.4 C.4.2.2.1: unique keys match by single value, and the unique key
+    of the retrieve level, a UID, may hold a list of UIDs; wildcards and
+    universal matching do not apply (nor ranges, which only dates and times
+    have).
+    """
+    if _WILDCARDS.intersection(value):
+        raise InvalidIdentifier(
+            f"{keyword} holds a wildcard ('*' or '?'): a C-MOVE or C-GET selects "
+            "by exact unique key values only (PS3.4 C.4.2.2.1)"
+        )
+    values = value.split("\\")
+    if len(values) > 1 and not list_allowed:
+        raise InvalidIdentifier(
+            f"{keyword} holds {len(values)} values: only the unique key of the "
+            "retrieve level, a UID, may hold a list (PS3.4 C.4.2.2.1)"
+        )
+    if not all(part.strip() for part in values):
+        raise InvalidIdentifier(f"{keyword} holds an empty value in its list")
+    return value
+
+
 def retrieve_query(identifier: Dataset, patient_root: bool) -> Query:
     """The image-level query selecting what a C-MOVE or C-GET asks for.
 
     Only the unique keys of the requested level and the levels above it
     select (PS3.4 C.4.2.2.1); the unique key of the level itself is required.
+    Raises ``InvalidIdentifier`` for a key that does not name exactly: a
+    wildcard, or a list anywhere but in the UID of the retrieve level.
     """
     request = parse_identifier(identifier, patient_root)
     levels = _PATIENT_ROOT_LEVELS if patient_root else _STUDY_ROOT_LEVELS
@@ -225,11 +253,14 @@ def retrieve_query(identifier: Dataset, patient_root: bool) -> Query:
         raise InvalidIdentifier(
             f"A {request.level.value} level retrieve needs a value for {own_key}"
         )
-    keys = {
-        UNIQUE_KEYS[level]: request.query.keys[UNIQUE_KEYS[level]]
-        for level in in_scope
-        if request.query.keys.get(UNIQUE_KEYS[level])
-    }
+    keys: dict[str, str] = {}
+    for level in in_scope:
+        keyword = UNIQUE_KEYS[level]
+        value = request.query.keys.get(keyword, "")
+        if value:
+            # Patient ID is LO: a backslash in it is a second value, never a list.
+            list_allowed = level is request.level and level is not Level.PATIENT
+            keys[keyword] = _unique_value(keyword, value, list_allowed)
     return Query(
         level=Level.IMAGE,
         keys=keys,

@@ -18,7 +18,7 @@ from pydicom.uid import (
 from pynetdicom import build_context, build_role, evt
 from pynetdicom.events import Event
 
-from dimse._contexts import STUDY_ROOT_GET
+from dimse._contexts import PATIENT_ROOT_GET, STUDY_ROOT_GET
 from tests.conftest import RunningServer
 from tests.dimse.helpers import (
     associate,
@@ -86,6 +86,7 @@ def get(
     receiver: Receiver,
     storage: Iterable[str],
     level: str,
+    model: str = STUDY_ROOT_GET,
     **keys: str,
 ) -> list[tuple[Dataset, Dataset | None]]:
     """C-GET with pynetdicom, taking the SCP role for the given storage classes."""
@@ -94,13 +95,13 @@ def get(
     for keyword, value in keys.items():
         setattr(query, keyword, value)
     storage = list(storage)
-    contexts = [build_context(STUDY_ROOT_GET, ExplicitVRLittleEndian)]
+    contexts = [build_context(model, ExplicitVRLittleEndian)]
     contexts += [build_context(sop, ExplicitVRLittleEndian) for sop in storage]
     roles = [build_role(sop, scp_role=True) for sop in storage]
     with associate(
         server, contexts, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, receiver)]
     ) as assoc:
-        return list(assoc.send_c_get(query, STUDY_ROOT_GET))
+        return list(assoc.send_c_get(query, model))
 
 
 @pytest.mark.usefixtures("dcmtk_tools")
@@ -178,4 +179,22 @@ def test_get_matching_nothing_succeeds_with_zero_counts(server: RunningServer) -
     )
     assert int(final.Status) == 0x0000
     assert final.NumberOfCompletedSuboperations == 0
+    assert receiver.received == []
+
+
+@pytest.mark.parametrize("patient_id", ["*", "TEST-*", "TEST-?", "TEST-1\\TEST-2"])
+def test_get_of_patient_ids_that_do_not_name_one_patient_is_refused(
+    server: RunningServer, study: Study, patient_id: str
+) -> None:
+    # The study fixture's images belong to make_ct's patient, TEST-1.
+    receiver = Receiver({})
+    responses = get(
+        server,
+        receiver,
+        [CTImageStorage, MRImageStorage],
+        "PATIENT",
+        PATIENT_ROOT_GET,
+        PatientID=patient_id,
+    )
+    assert [int(status.Status) for status, _ in responses] == [0xC413]
     assert receiver.received == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from dimse._contexts import STUDY_ROOT_MOVE
+from dimse._contexts import PATIENT_ROOT_MOVE, STUDY_ROOT_MOVE
 from tests.conftest import RunningServer, free_port
 from tests.dimse.helpers import (
     ScriptedStorage,
@@ -71,17 +71,19 @@ def study(server: RunningServer) -> Study:
 
 
 def move(
-    server: RunningServer, destination: str, level: str, **keys: str
+    server: RunningServer,
+    destination: str,
+    level: str,
+    model: str = STUDY_ROOT_MOVE,
+    **keys: str,
 ) -> list[tuple[Dataset, Dataset | None]]:
     """C-MOVE with pynetdicom; every (status, identifier) response."""
     query = Dataset()
     query.QueryRetrieveLevel = level
     for keyword, value in keys.items():
         setattr(query, keyword, value)
-    with associate(
-        server, contexts_for([(STUDY_ROOT_MOVE, ExplicitVRLittleEndian)])
-    ) as assoc:
-        return list(assoc.send_c_move(query, destination, STUDY_ROOT_MOVE))
+    with associate(server, contexts_for([(model, ExplicitVRLittleEndian)])) as assoc:
+        return list(assoc.send_c_move(query, destination, model))
 
 
 @pytest.fixture
@@ -236,4 +238,54 @@ def test_move_without_the_level_unique_key_fails_without_a_connection(
     responses = move(server, peer.ae_title, "SERIES", StudyInstanceUID=study.study)
     # pynetdicom answers failures before the count in Unable to Process (Cxxx).
     assert int(responses[-1][0].Status) & 0xF000 == 0xC000
+    assert peer.connections == 0
+
+
+@pytest.fixture(scope="module")
+def patient_id(server: RunningServer) -> str:
+    """The Patient ID of one stored CT image, unique to this module."""
+    patient = f"MV{secrets.token_hex(4).upper()}"
+    ds = with_meta(make_ct(PatientID=patient), ExplicitVRLittleEndian)
+    assert store_datasets(server, [ds]) == [0x0000]
+    return patient
+
+
+# Patient IDs that name no single patient, made from one that exists.
+NOT_ONE_PATIENT: dict[str, Callable[[str], str]] = {
+    "universal": lambda patient: "*",
+    "prefix-wildcard": lambda patient: patient[:6] + "*",
+    "question-marks": lambda patient: patient[:-3] + "???",
+    "list": lambda patient: f"{patient}\\{patient}X",
+}
+
+
+@pytest.mark.parametrize("pattern", NOT_ONE_PATIENT.values(), ids=NOT_ONE_PATIENT)
+def test_move_of_patient_ids_that_do_not_name_one_patient_is_refused(
+    server: RunningServer,
+    peer: ScriptedStorage,
+    patient_id: str,
+    pattern: Callable[[str], str],
+) -> None:
+    responses = move(
+        server,
+        peer.ae_title,
+        "PATIENT",
+        PATIENT_ROOT_MOVE,
+        PatientID=pattern(patient_id),
+    )
+    assert [int(status.Status) for status, _ in responses] == [0xC514]
+    assert peer.connections == 0 and peer.received == []
+
+
+def test_move_with_a_list_of_study_uids_above_the_series_level_is_refused(
+    server: RunningServer, study: Study, peer: ScriptedStorage
+) -> None:
+    responses = move(
+        server,
+        peer.ae_title,
+        "SERIES",
+        StudyInstanceUID=f"{study.study}\\{_uid()}",
+        SeriesInstanceUID=study.ct_series,
+    )
+    assert [int(status.Status) for status, _ in responses] == [0xC514]
     assert peer.connections == 0

@@ -211,3 +211,40 @@ def test_parse_identifier_refuses_bytes_its_charset_cannot_decode(
     setattr(ds, keyword, value)
     with pytest.raises(InvalidIdentifier, match=keyword):
         parse_identifier(_decoded(ds), patient_root=False)
+
+
+@pytest.mark.usefixtures("lenient_pydicom")
+@pytest.mark.parametrize(
+    ("level", "keys"),
+    [
+        ("PATIENT", {"PatientID": "*"}),
+        ("PATIENT", {"PatientID": "9889*"}),
+        ("PATIENT", {"PatientID": "P1???"}),
+        ("PATIENT", {"PatientID": ["P1", "P2"]}),
+        ("STUDY", {"PatientID": "P*", "StudyInstanceUID": "1.2.3"}),
+        ("STUDY", {"StudyInstanceUID": "1.2.*"}),
+        (
+            "SERIES",
+            {"StudyInstanceUID": ["1.2.3", "1.2.4"], "SeriesInstanceUID": "1.5"},
+        ),
+        ("SERIES", {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": ["1.5", ""]}),
+    ],
+)
+def test_retrieve_query_refuses_keys_that_do_not_name_exactly(
+    level: str, keys: dict[str, str | list[str]]
+) -> None:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    with pytest.raises(InvalidIdentifier, match="PS3.4 C.4.2.2.1|empty value"):
+        retrieve_query(_decoded(ds), patient_root=True)
+
+
+def test_retrieve_query_keeps_a_single_patient_id_and_a_study_uid_list() -> None:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.PatientID = "P-1"
+    ds.StudyInstanceUID = ["1.2.3", "1.2.4"]
+    query = retrieve_query(_decoded(ds), patient_root=True)
+    assert query.keys == {"PatientID": "P-1", "StudyInstanceUID": "1.2.3\\1.2.4"}
