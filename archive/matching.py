@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 
 from archive.errors import InvalidQuery
 from archive.uids import is_acceptable_uid
 
-_DATE = re.compile(r"^\d{8}$")
-_TIME = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?$")
+_DATE = re.compile(r"^[0-9]{8}$")
+_TIME = re.compile(r"^([0-9]{2})([0-9]{2})?([0-9]{2})?(?:\.([0-9]{1,6}))?$")
 _WILDCARDS = frozenset("*?")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
@@ -83,6 +84,23 @@ def normalize_date(value: str) -> str | None:
     return text
 
 
+def is_calendar_date(text: str) -> bool:
+    """True when YYYYMMDD text names a day that exists (20240229 does, 20240230 not)."""
+    try:
+        date(int(text[0:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return False
+    return True
+
+
+def _query_date(value: str) -> str | None:
+    """A DA query value as YYYYMMDD, or None unless it is a real calendar date."""
+    normalized = normalize_date(value)
+    if normalized is None or not is_calendar_date(normalized):
+        return None
+    return normalized
+
+
 def normalize_time(value: str, upper: bool = False) -> str | None:
     """Return HHMMSS.FFFFFF for a valid TM value, else None.
 
@@ -123,12 +141,12 @@ def like_pattern(value: str) -> str:
 
 def _date_range(keyword: str, value: str) -> Range:
     low_text, _, high_text = value.partition("-")
-    low = normalize_date(low_text) if low_text else None
-    high = normalize_date(high_text) if high_text else None
+    low = _query_date(low_text) if low_text else None
+    high = _query_date(high_text) if high_text else None
     if (low_text and low is None) or (high_text and high is None):
         raise InvalidQuery(
-            f"{keyword} range {value!r} is not YYYYMMDD-YYYYMMDD "
-            "(either end may be left out)"
+            f"{keyword} range {value!r} is not YYYYMMDD-YYYYMMDD of real calendar "
+            "dates (either end may be left out)"
         )
     if low is not None and high is not None and low > high:
         raise InvalidQuery(f"{keyword} range {value!r} ends before it starts")
@@ -152,9 +170,11 @@ def _date_matcher(keyword: str, value: str) -> Single | Range:
         if value == "-":
             raise InvalidQuery(f"{keyword} range {value!r} has neither end")
         return _date_range(keyword, value)
-    normalized = normalize_date(value)
+    normalized = _query_date(value)
     if normalized is None:
-        raise InvalidQuery(f"{keyword} value {value!r} is not a date YYYYMMDD")
+        raise InvalidQuery(
+            f"{keyword} value {value!r} is not a real calendar date YYYYMMDD"
+        )
     return Single(normalized)
 
 

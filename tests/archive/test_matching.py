@@ -13,6 +13,7 @@ from archive.matching import (
     Universal,
     Wildcard,
     build_matcher,
+    is_calendar_date,
     like_pattern,
     normalize_date,
     normalize_time,
@@ -36,11 +37,34 @@ def test_date_values_become_single_or_open_ended_ranges(
 
 
 @pytest.mark.parametrize(
-    "value", ["2021011", "20211315", "abc", "-", "20211231-20210101"]
+    "value",
+    [
+        "2021011",
+        "20211315",
+        "abc",
+        "-",
+        "20211231-20210101",
+        "20240230",
+        "20230229",
+        "20210431",
+        "00000101",
+        "20240101-20240230",
+        "-20210631",
+        "20210229-",
+        "20210115\\20210230",
+        "２０２１０１１５",
+    ],
 )
 def test_malformed_dates_are_refused(value: str) -> None:
     with pytest.raises(InvalidQuery):
         build_matcher("StudyDate", "DA", value)
+
+
+def test_leap_days_are_real_dates() -> None:
+    assert build_matcher("StudyDate", "DA", "20240229") == Single("20240229")
+    assert build_matcher("StudyDate", "DA", "20000229-") == Range("20000229", None)
+    assert is_calendar_date("20240229")
+    assert not is_calendar_date("19000229")
 
 
 def test_time_ranges_fill_missing_precision_towards_the_open_side() -> None:
