@@ -4,27 +4,99 @@ pynetdicom drives the exchange: the handler yields the destination, then the
 number of sub-operations, then one data set per C-STORE sub-operation; it
 counts their outcomes and sends the final status (Success, 0xB000 when some
 failed, 0xA702 when all failed) with the Failed SOP Instance UID List.
+
+A known destination that cannot be reached, refuses the association or
+accepts none of the proposed contexts is no unknown destination: every
+sub-operation fails (0xA702, PS3.4 C.4.2.1.5). pynetdicom would answer 0xA801
+itself, so the listener's AE (:class:`MoveSourceAE`) tells the handler, which
+answers the failure with its counts.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
-from pynetdicom import evt
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.events import Event
 
 from archive.index import StoredInstance
 from archive.peers import PeerDirectory
 from dimse._bridge import LoopBridge
 from dimse._retrieve import Retriever, refused, storage_contexts
-from dimse.errors import Service
+from dimse.errors import OUT_OF_RESOURCES_SUBOPERATIONS, Service
 
 logger = logging.getLogger(__name__)
 
 MoveYield = tuple[Any, ...] | int | tuple[int, Dataset | None]
+
+
+class _UnopenedAssociation:
+    """Stands in for a sub-association that was not established; sends nothing.
+
+    pynetdicom's C-MOVE SCP only resumes the handler with an established
+    association; handed this one, it does, and the handler's final failure
+    releases it.
+    """
+
+    is_established = True
+
+    def release(self) -> None:
+        """Nothing to release: no connection is open."""
+
+
+def _why_not_established(assoc: Association) -> str:
+    if assoc.is_rejected:
+        return "rejected the association"
+    if assoc.is_aborted:
+        # pynetdicom aborts an association in which no context was accepted.
+        return "accepted no proposed presentation context, or aborted"
+    return "could not be reached"
+
+
+class MoveSourceAE(AE):
+    """The listener's AE; it requests associations only as a C-MOVE source.
+
+    An association request carrying ``on_failure`` (a callable) that is not
+    established calls it with the reason, closes the socket and returns a
+    stand-in, so that the handler, not pynetdicom, answers the C-MOVE.
+    """
+
+    def associate(
+        self,
+        *args: Any,
+        on_failure: Callable[[str], None] | None = None,
+        **kwargs: Any,
+    ) -> Association:
+        """Request an association (pynetdicom's ``AE.associate``), see above."""
+        assoc = super().associate(*args, **kwargs)
+        if assoc.is_established or on_failure is None:
+            return assoc
+        on_failure(_why_not_established(assoc))
+        # As pynetdicom does after a failed request: its socket stays open.
+        if assoc.dul.socket is not None:
+            assoc.dul.socket.close()
+        return cast(Association, _UnopenedAssociation())
+
+
+class _Destination:
+    """What became of the association to one C-MOVE destination."""
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+
+    def failed(self, reason: str) -> None:
+        """Record why the association was not established."""
+        self.failure = reason
+
+
+def _all_failed(instances: list[StoredInstance]) -> Dataset:
+    identifier = Dataset()
+    identifier.FailedSOPInstanceUIDList = [item.sop_instance_uid for item in instances]
+    return identifier
 
 
 class MoveHandler:
@@ -60,15 +132,33 @@ class MoveHandler:
             instances = self._retriever.select(event)
         except Exception as error:  # noqa: BLE001 - answered as a status
             raise refused(error, Service.MOVE, caller) from None
-        yield peer.host, peer.port, self._association_options(instances)
+        outcome = _Destination()
+        yield peer.host, peer.port, self._association_options(instances, outcome)
         logger.info(
             "C-MOVE from %s to %s: %d instances", caller, destination, len(instances)
         )
         yield len(instances)
+        if outcome.failure is not None:
+            logger.warning(
+                "C-MOVE from %s: destination %s at %s:%d %s; %d sub-operations "
+                "failed (0x%04X)",
+                caller,
+                destination,
+                peer.host,
+                peer.port,
+                outcome.failure,
+                len(instances),
+                OUT_OF_RESOURCES_SUBOPERATIONS,
+            )
+            yield OUT_OF_RESOURCES_SUBOPERATIONS, _all_failed(instances)
+            return
         yield from self._retriever.sub_operations(event, instances)
 
-    def _association_options(self, instances: list[StoredInstance]) -> dict[str, Any]:
+    def _association_options(
+        self, instances: list[StoredInstance], outcome: _Destination
+    ) -> dict[str, Any]:
         return {
             "contexts": storage_contexts(instances),
             "evt_handlers": [(evt.EVT_CONN_OPEN, self._on_open)],
+            "on_failure": outcome.failed,
         }

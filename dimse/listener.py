@@ -28,7 +28,7 @@ from dimse._retrieve import Retriever
 from dimse.c_echo import handle_echo
 from dimse.c_find import PAGE_SIZE, FindHandler
 from dimse.c_get import GetHandler
-from dimse.c_move import MoveHandler
+from dimse.c_move import MoveHandler, MoveSourceAE
 from dimse.c_store import StoreHandler
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class DimseListener:
         if logging.getLogger("pynetdicom").level == logging.NOTSET:
             # Its INFO lines repeat ours; keep its warnings and errors.
             logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-        ae = AE(ae_title=config.ae_title)
+        ae = MoveSourceAE(ae_title=config.ae_title)
         ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
         ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
         ae.maximum_pdu_size = config.max_pdu_bytes

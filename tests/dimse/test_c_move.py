@@ -289,3 +289,39 @@ def test_move_with_a_list_of_study_uids_above_the_series_level_is_refused(
     )
     assert [int(status.Status) for status, _ in responses] == [0xC514]
     assert peer.connections == 0
+
+
+def test_move_to_a_known_destination_nothing_listens_on_fails_every_sub_operation(
+    server: RunningServer, study: Study
+) -> None:
+    put_peer(server, "DOWNPEER", free_port())
+    responses = move(server, "DOWNPEER", "STUDY", StudyInstanceUID=study.study)
+    ((final, identifier),) = responses
+    assert int(final.Status) == 0xA702
+    assert final.NumberOfFailedSuboperations == 3
+    assert final.NumberOfCompletedSuboperations == 0
+    assert identifier is not None
+    assert set(identifier.FailedSOPInstanceUIDList) == {*study.ct, study.mr}
+
+
+def test_move_to_a_destination_accepting_no_context_fails_every_sub_operation(
+    server: RunningServer, study: Study
+) -> None:
+    mr_only = ScriptedStorage("MRONLY", [MRImageStorage])
+    try:
+        put_peer(server, "MRONLY", mr_only.port)
+        responses = move(
+            server,
+            "MRONLY",
+            "SERIES",
+            StudyInstanceUID=study.study,
+            SeriesInstanceUID=study.ct_series,
+        )
+    finally:
+        mr_only.close()
+    ((final, identifier),) = responses
+    assert int(final.Status) == 0xA702
+    assert final.NumberOfFailedSuboperations == 2
+    assert identifier is not None
+    assert set(identifier.FailedSOPInstanceUIDList) == set(study.ct)
+    assert mr_only.received == []
