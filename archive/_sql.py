@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -46,6 +47,38 @@ _LEVEL_RANK = {Level.PATIENT: 0, Level.STUDY: 0, Level.SERIES: 1, Level.IMAGE: 2
 # Sorts NULL integers first; a real value equal to it only ties, and pk breaks ties.
 _NULL_INTEGER = -(2**31)
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+# A stored TM value (PS3.5 6.2) as HHMMSS.FFFFFF, the form TM ranges compare to.
+_JSON_TIME = (
+    "CASE WHEN replace(btrim(item), ':', '') "
+    "~ '^[0-9]{2}([0-9]{2}([0-9]{2}([.][0-9]{1,6})?)?)?$' "
+    "THEN rpad(split_part(replace(btrim(item), ':', ''), '.', 1), 6, '0') || '.' "
+    "|| rpad(split_part(replace(btrim(item), ':', ''), '.', 2), 6, '0') END"
+)
+# A stored DT value (PS3.5 6.2) split into YYYY, MM, DD, HH, MM, SS, F, &, ZZ, XX.
+_DT_PATTERN = (
+    "^([0-9]{4})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})"
+    "(?:([0-9]{2})(?:[.]([0-9]{1,6}))?)?)?)?)?)?(?:([+-])([0-9]{2})([0-9]{2}))?$"
+)
+# Its first instant in UTC, as archive.matching.datetime_bounds reads a value:
+# shifted by its &ZZXX, else as written; a leap second is the end of second 59.
+# A value that is no real date-time is NULL (matched by no DT key). Nested CASE,
+# not AND, orders the checks before the casts: no stored value can raise.
+_DT_MOMENT = (
+    "CASE WHEN p[1] <> '0000' AND COALESCE(p[2], '01') BETWEEN '01' AND '12' "
+    "AND COALESCE(p[3], '01') >= '01' AND COALESCE(p[4], '00') <= '23' "
+    "AND COALESCE(p[5], '00') <= '59' AND COALESCE(p[6], '00') <= '60' "
+    "AND COALESCE(p[10], '00') <= '59' "
+    "THEN CASE WHEN COALESCE(p[3], '01')::int <= extract(day FROM "
+    "make_date(p[1]::int, COALESCE(p[2], '01')::int, 1) "
+    "+ interval '1 month - 1 day') "
+    "THEN make_timestamp(p[1]::int, COALESCE(p[2], '01')::int, "
+    "COALESCE(p[3], '01')::int, COALESCE(p[4], '0')::int, "
+    "COALESCE(p[5], '0')::int, LEAST(COALESCE(p[6], '0')::int, 59)) "
+    "- make_interval(hours => COALESCE((p[8] || p[9])::int, 0), "
+    "mins => COALESCE((p[8] || p[10])::int, 0)) "
+    "+ CASE WHEN p[6] = '60' THEN 999999 ELSE rpad(COALESCE(p[7], ''), 6, '0')::int "
+    "END * interval '1 microsecond' END END"
+)
 
 
 @dataclass
@@ -101,6 +134,24 @@ def _range_condition(column: str, matcher: Range, params: Params) -> str:
     if matcher.crosses_midnight:
         return f"({low} OR {high})"
     return "(" + " AND ".join(part for part in (low, high) if part) + ")"
+
+
+def _moment_condition(expression: str, matcher: Matcher, params: Params) -> str:
+    """DT matching of a timestamp expression against UTC bounds (see Range)."""
+    if isinstance(matcher, AnyOf):
+        parts = [_moment_condition(expression, m, params) for m in matcher.matchers]
+        return "(" + " OR ".join(parts) + ")"
+    assert isinstance(matcher, Range), matcher
+    bounds = [
+        f"{expression} {operator} {params.add(_moment(text))}::timestamp"
+        for operator, text in ((">=", matcher.low), ("<=", matcher.high))
+        if text is not None
+    ]
+    return "(" + " AND ".join(bounds) + ")"
+
+
+def _moment(text: str) -> datetime:
+    return datetime.strptime(text, "%Y%m%d%H%M%S.%f")
 
 
 def _column_group(column: str) -> Callable[[str], str]:
@@ -173,7 +224,16 @@ def _json_values_condition(
         return (
             f"EXISTS (SELECT 1 FROM json_array_elements({values}) AS pn WHERE {inner})"
         )
-    inner = _scalar_condition("item", matcher, "LO", params)
+    if vr == "DT":
+        inner = _moment_condition("moment", matcher, params)
+        return (
+            f"EXISTS (SELECT 1 FROM json_array_elements_text({values}) AS item "
+            f"CROSS JOIN LATERAL regexp_match(btrim(item), '{_DT_PATTERN}') AS dt(p) "
+            f"CROSS JOIN LATERAL (SELECT {_DT_MOMENT} AS moment) AS m WHERE {inner})"
+        )
+    # Stored TM text keeps its own precision; ranges compare padded HHMMSS.FFFFFF.
+    item = _JSON_TIME if vr == "TM" else "item"
+    inner = _scalar_condition(item, matcher, "LO", params)
     return (
         f"EXISTS (SELECT 1 FROM json_array_elements_text({values}) AS item "
         f"WHERE {inner})"

@@ -7,15 +7,23 @@ data; ``archive/_sql.py`` turns them into SQL.
 
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from archive.errors import InvalidQuery
 from archive.uids import is_acceptable_uid
 
 _DATE = re.compile(r"^[0-9]{8}$")
 _TIME = re.compile(r"^([0-9]{2})([0-9]{2})?([0-9]{2})?(?:\.([0-9]{1,6}))?$")
+# PS3.5 6.2 DT: YYYY[MM[DD[HH[MM[SS[.F{1-6}]]]]]][&ZZXX], no gaps before the offset.
+_DATE_TIME = re.compile(
+    r"^([0-9]{4})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})"
+    r"(?:([0-9]{2})(?:\.([0-9]{1,6}))?)?)?)?)?)?(?:([+-])([0-9]{2})([0-9]{2}))?$"
+)
+# PS3.5 6.2: offsets from UTC run from -12:00 to +14:00, in minutes here.
+_OFFSET_MIN, _OFFSET_MAX = -12 * 60, 14 * 60
 _WILDCARDS = frozenset("*?")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
@@ -48,10 +56,12 @@ class UidList:
 
 @dataclass(frozen=True)
 class Range:
-    """Range matching on normalised DA or TM text; None is an open end.
+    """Range matching on normalised DA, TM or DT text; None is an open end.
 
-    For TM, ``low`` greater than ``high`` is a range across midnight: it matches
-    times at or after ``low`` and times at or before ``high``.
+    DA is YYYYMMDD, TM is HHMMSS.FFFFFF and DT is YYYYMMDDHHMMSS.FFFFFF in UTC
+    (see ``datetime_bounds``); both ends are inclusive. For TM, ``low`` greater
+    than ``high`` is a range across midnight: it matches times at or after
+    ``low`` and times at or before ``high``.
     """
 
     low: str | None
@@ -124,6 +134,79 @@ def normalize_time(value: str, upper: bool = False) -> str | None:
     return f"{hours}{minutes}{seconds}.{fraction}"
 
 
+def _utc_text(moment: datetime, offset_minutes: int) -> str:
+    """Shift a local moment to UTC and write it as YYYYMMDDHHMMSS.FFFFFF."""
+    try:
+        utc = moment - timedelta(minutes=offset_minutes)
+    except OverflowError:
+        # Within a day of year 1 or 9999: the open end of the calendar is the bound.
+        utc = datetime.min if offset_minutes > 0 else datetime.max
+    return (
+        f"{utc.year:04d}{utc.month:02d}{utc.day:02d}"
+        f"{utc.hour:02d}{utc.minute:02d}{utc.second:02d}.{utc.microsecond:06d}"
+    )
+
+
+def _offset_minutes(sign: str | None, hours: str | None, minutes: str | None) -> int:
+    if sign is None or hours is None or minutes is None:
+        # No &ZZXX suffix: the value is taken as UTC (see ``datetime_bounds``).
+        return 0
+    if int(minutes) > 59:
+        raise ValueError(minutes)
+    offset = int(hours) * 60 + int(minutes)
+    offset = -offset if sign == "-" else offset
+    if not _OFFSET_MIN <= offset <= _OFFSET_MAX:
+        raise ValueError(offset)
+    return offset
+
+
+def datetime_bounds(value: str) -> tuple[str, str] | None:
+    """The first and last instant a DT value names, in UTC; None if it is not DT.
+
+    A value names a period as long as its precision (PS3.4 C.2.2.2.5.1): ``2011``
+    is all of 2011, ``201105251456`` one minute, ``20110525145628.35`` ten
+    milliseconds. Both bounds are YYYYMMDDHHMMSS.FFFFFF in UTC: a value with an
+    ``&ZZXX`` suffix is shifted by it, a value without one is taken as UTC, so
+    two values without offsets compare as written. Timezone Offset From UTC
+    (0008,0201) is not applied. The date must exist, hours run to 23, minutes
+    to 59, seconds to 60 (a leap second, read as the end of second 59).
+    """
+    match = _DATE_TIME.match(value.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, *offset = match.groups()
+    try:
+        offset_minutes = _offset_minutes(*offset)
+        first_month, last_month = (int(month), int(month)) if month else (1, 12)
+        first_day = int(day) if day else 1
+        last_day = int(day) if day else calendar.monthrange(int(year), last_month)[1]
+        first = datetime(int(year), first_month, first_day)
+        last = datetime(int(year), last_month, last_day)
+    except ValueError:
+        return None
+
+    hours, minutes = int(hour or 0), int(minute or 0)
+    seconds = int(second or 0)
+    if hours > 23 or minutes > 59 or seconds > 60:
+        return None
+
+    first = first.replace(hour=hours, minute=minutes, second=min(seconds, 59))
+    last = last.replace(
+        hour=hours if hour else 23,
+        minute=minutes if minute else 59,
+        second=min(seconds, 59) if second else 59,
+    )
+
+    if seconds == 60:
+        low_fraction = high_fraction = "999999"
+    else:
+        low_fraction = (fraction or "").ljust(6, "0")
+        high_fraction = (fraction or "").ljust(6, "9")
+    first = first.replace(microsecond=int(low_fraction))
+    last = last.replace(microsecond=int(high_fraction))
+    return _utc_text(first, offset_minutes), _utc_text(last, offset_minutes)
+
+
 def like_pattern(value: str) -> str:
     """Turn a DICOM wildcard value into a LIKE pattern (escape ``\\``)."""
     out: list[str] = []
@@ -190,6 +273,46 @@ def _time_matcher(keyword: str, value: str) -> Range:
     return Range(low, high)
 
 
+def _datetime_range(value: str) -> Range | None:
+    """Read ``value`` as a DT range, or None when no hyphen separates two ends.
+
+    A hyphen may also start a negative offset (``20110525-0500``): each hyphen is
+    tried as the separator in turn, and the first that leaves two valid ends in
+    order wins.
+    """
+    for index, char in enumerate(value):
+        if char != "-":
+            continue
+        low_text, high_text = value[:index].strip(), value[index + 1 :].strip()
+        if not low_text and not high_text:
+            continue
+        low = datetime_bounds(low_text) if low_text else None
+        high = datetime_bounds(high_text) if high_text else None
+        if (low_text and low is None) or (high_text and high is None):
+            continue
+        if low is not None and high is not None and low[0] > high[1]:
+            continue
+        return Range(low[0] if low else None, high[1] if high else None)
+    return None
+
+
+def _datetime_matcher(keyword: str, value: str) -> Range:
+    """DT single value or range matching (PS3.4 C.2.2.2.5, C.2.2.2.5.1)."""
+    matcher = _datetime_range(value)
+    if matcher is not None:
+        return matcher
+    # A single value matches every instant within its precision, like TM.
+    bounds = datetime_bounds(value)
+    if bounds is None:
+        raise InvalidQuery(
+            f"{keyword} value {value!r} is not a date-time "
+            "YYYYMMDDHHMMSS.FFFFFF&ZZXX (precision may be shorter, the offset may "
+            "be left out) or a range of two such values that does not end before "
+            "it starts (either end may be left out)"
+        )
+    return Range(*bounds)
+
+
 def _text_matcher(value: str) -> Single | Wildcard:
     if _WILDCARDS & set(value):
         return Wildcard(like_pattern(value))
@@ -201,6 +324,8 @@ def _one(keyword: str, vr: str, value: str) -> Single | Wildcard | Range:
         return _date_matcher(keyword, value)
     if vr == "TM":
         return _time_matcher(keyword, value)
+    if vr == "DT":
+        return _datetime_matcher(keyword, value)
     if vr in ("IS", "US", "UL", "SS", "SL"):
         text = value.strip()
         digits = text[1:] if text[:1] in "+-" else text

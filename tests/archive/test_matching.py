@@ -13,6 +13,7 @@ from archive.matching import (
     Universal,
     Wildcard,
     build_matcher,
+    datetime_bounds,
     is_calendar_date,
     like_pattern,
     normalize_date,
@@ -132,3 +133,114 @@ def test_normalisation_of_stored_values() -> None:
     assert normalize_time("1015") == "101500.000000"
     assert normalize_time("101530.5") == "101530.500000"
     assert normalize_time("250000") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2011", Range("20110101000000.000000", "20111231235959.999999")),
+        ("201102", Range("20110201000000.000000", "20110228235959.999999")),
+        ("20120229", Range("20120229000000.000000", "20120229235959.999999")),
+        ("2011052514", Range("20110525140000.000000", "20110525145959.999999")),
+        (
+            "20110525145628.35",
+            Range("20110525145628.350000", "20110525145628.359999"),
+        ),
+        (
+            "20110525145628.350000",
+            Range("20110525145628.350000", "20110525145628.350000"),
+        ),
+        ("20110525145660", Range("20110525145659.999999", "20110525145659.999999")),
+    ],
+)
+def test_a_single_date_time_matches_the_whole_period_it_names(
+    value: str, expected: Range
+) -> None:
+    assert build_matcher("AcquisitionDateTime", "DT", value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2011-", Range("20110101000000.000000", None)),
+        ("-2011", Range(None, "20111231235959.999999")),
+        ("2011-2012", Range("20110101000000.000000", "20121231235959.999999")),
+        (
+            "20110525145628-20110525145629.5",
+            Range("20110525145628.000000", "20110525145629.599999"),
+        ),
+        ("2011 - 201201", Range("20110101000000.000000", "20120131235959.999999")),
+    ],
+)
+def test_date_time_range_ends_cover_the_periods_they_name(
+    value: str, expected: Range
+) -> None:
+    assert build_matcher("AcquisitionDateTime", "DT", value) == expected
+
+
+def test_date_time_offsets_shift_to_utc_and_values_without_one_are_utc() -> None:
+    assert datetime_bounds("20110525145628+0100") == (
+        "20110525135628.000000",
+        "20110525135628.999999",
+    )
+    assert datetime_bounds("20110525145628") == (
+        "20110525145628.000000",
+        "20110525145628.999999",
+    )
+    # The shift crosses midnight and the year's end.
+    assert datetime_bounds("20111231-0500") == (
+        "20111231050000.000000",
+        "20120101045959.999999",
+    )
+
+
+def test_a_hyphen_is_a_range_separator_only_when_both_ends_read_in_order() -> None:
+    # 20110525 to the year 500 ends before it starts: a negative offset instead.
+    assert build_matcher("AcquisitionDateTime", "DT", "20110525-0500") == Range(
+        "20110525050000.000000", "20110526045959.999999"
+    )
+    assert build_matcher(
+        "AcquisitionDateTime", "DT", "20110525120000+0100-20110525120000-0100"
+    ) == Range("20110525110000.000000", "20110525130000.999999")
+    assert build_matcher("AcquisitionDateTime", "DT", "-20110525-0500") == Range(
+        None, "20110526045959.999999"
+    )
+
+
+def test_date_time_alternatives_are_each_ranges() -> None:
+    assert build_matcher("AcquisitionDateTime", "DT", "2011\\2013-") == AnyOf(
+        (
+            Range("20110101000000.000000", "20111231235959.999999"),
+            Range("20130101000000.000000", None),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "abc",
+        "201",
+        "20201399",
+        "20201301",
+        "20200230",
+        "2020022",
+        "20200101240000",
+        "20200101236000",
+        "20200101235961",
+        "202001011200.5",
+        "20200101120000.1234567",
+        "20200101+1500",
+        "20200101-1201",
+        "20200101+0160",
+        "2012-2011",
+        "0000",
+        "-",
+        "2011*",
+        "2011?",
+        "20110525T1200",
+    ],
+)
+def test_malformed_date_times_are_refused(value: str) -> None:
+    with pytest.raises(InvalidQuery):
+        build_matcher("AcquisitionDateTime", "DT", value)

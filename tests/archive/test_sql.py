@@ -1,6 +1,8 @@
-"""Compiling queries to SQL: forged paging cursors are refused."""
+"""Compiling queries to SQL: DT bounds become timestamps, forged cursors are refused."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import pytest
 
@@ -39,3 +41,30 @@ def test_cursor_values_at_the_edges_of_their_columns_are_accepted() -> None:
         assert pk in compile_search(Query(Level.STUDY, after=(pk,))).params
     named = Query(Level.STUDY, order=(OrderKey("PatientName"),), after=("müller^ä", 1))
     assert "müller^ä" in compile_search(named).params
+
+
+def test_date_time_keys_compare_stored_json_as_utc_timestamps() -> None:
+    query = Query(Level.IMAGE, keys={"AcquisitionDateTime": "2011-"})
+    compiled = compile_search(query)
+    assert datetime(2011, 1, 1) in compiled.params
+    assert "regexp_match" in compiled.sql and "::timestamp" in compiled.sql
+    assert compiled.unsupported == ()
+
+
+def test_date_time_keys_in_sequences_are_range_matched_too() -> None:
+    query = Query(
+        Level.IMAGE,
+        keys={
+            "RadiopharmaceuticalInformationSequence.RadiopharmaceuticalStartDateTime": (
+                "20200101-20200102"
+            )
+        },
+    )
+    compiled = compile_search(query)
+    assert datetime(2020, 1, 2, 23, 59, 59, 999999) in compiled.params
+
+
+def test_malformed_date_time_keys_are_refused_before_any_sql() -> None:
+    for value in ("abc", "20201399", "20240230"):
+        with pytest.raises(InvalidQuery):
+            compile_search(Query(Level.IMAGE, keys={"AcquisitionDateTime": value}))

@@ -1,4 +1,4 @@
-"""QIDO-RS and C-FIND date matching against a real server: real calendar dates."""
+"""QIDO-RS and C-FIND date matching against a real server: DT ranges, real dates."""
 
 from __future__ import annotations
 
@@ -80,8 +80,58 @@ def _qido(server: RunningServer, path: str, params: Any = None) -> httpx.Respons
 
 
 @pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2011-", [1, 2, 4, 5]),
+        ("-2011", [1, 3, 4, 5]),
+        ("2011", [1, 4, 5]),
+        ("2011-2011", [1, 4, 5]),
+        ("20110525145628.35", [1]),
+        ("20110525145628.350000", [1]),
+        ("20110525145628", [1]),
+        ("2011052514", [1]),
+        ("20110525135628", [4]),
+        ("20110525145628+0100", [4]),
+        ("20110525155628+0100", [1]),
+        ("20110525-20110525135628", [4]),
+        ("201106-20111231", [5]),
+        ("2012\\2010", [2, 3]),
+        ("20120101000000.000001-", []),
+        ("*", [1, 2, 3, 4, 5, 6, 7]),
+    ],
+)
+def test_date_time_single_values_and_ranges_match_instants(
+    server: RunningServer, timed: Timed, value: str, expected: list[int]
+) -> None:
+    assert timed.numbers(server, AcquisitionDateTime=value) == expected
+
+
+def test_date_time_range_matching_reaches_into_sequences(
+    server: RunningServer, timed: Timed
+) -> None:
+    key = "RadiopharmaceuticalInformationSequence.RadiopharmaceuticalStartDateTime"
+    assert timed.numbers(server, **{key: "20110525170000"}) == [1]
+    assert timed.numbers(server, **{key: "20110525-20110525165959"}) == []
+    assert timed.numbers(server, **{key: "2011-"}) == [1]
+
+
+def test_time_values_in_the_json_match_whatever_precision_was_stored(
+    server: RunningServer, timed: Timed
+) -> None:
+    assert timed.numbers(server, AcquisitionTime="1456") == [1]
+    assert timed.numbers(server, AcquisitionTime="145628.35") == [1]
+    assert timed.numbers(server, AcquisitionTime="0800-0900") == [2, 3, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize(
     "params",
     [
+        {"AcquisitionDateTime": "abc"},
+        {"AcquisitionDateTime": "20201399"},
+        {"AcquisitionDateTime": "20200230"},
+        {"AcquisitionDateTime": "2012-2011"},
+        {"AcquisitionDateTime": "20200101+1500"},
+        {"AcquisitionDateTime": "2011*"},
         {"StudyDate": "20240230"},
         {"StudyDate": "20230229-"},
         {"StudyDate": "-20210431"},
@@ -109,6 +159,7 @@ def test_a_leap_day_is_a_date_like_any_other(
     [
         {"StudyDate": "20240230"},
         {"StudyDate": "20240101-20240230"},
+        {"AcquisitionDateTime": "2011-13"},
     ],
 )
 def test_c_find_refuses_impossible_dates_with_a900(
