@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -477,7 +477,7 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
-def _columns(level: Level) -> list[str]:
+def _columns(level: Level, metadata: str = "instance.metadata") -> list[str]:
     columns = [
         "study.pk AS study_pk",
         "study.study_instance_uid",
@@ -493,7 +493,7 @@ def _columns(level: Level) -> list[str]:
         columns += [
             "instance.pk AS instance_pk",
             "instance.sop_instance_uid",
-            "instance.metadata AS instance_metadata",
+            f"{metadata} AS instance_metadata",
         ]
     return columns
 
@@ -508,10 +508,22 @@ def _order_keys(query: Query) -> list[tuple[str, str, bool]]:
     return [*keys, (f"{_LEVEL_TABLE[query.level]}.pk", "bigint", descending)]
 
 
-def compile_search(query: Query) -> Compiled:
-    """Compile a search: one row per match, in the query's order, paged."""
+def compile_search(query: Query, tags: Collection[str] | None = None) -> Compiled:
+    """Compile a search: one row per match, in the query's order, paged.
+
+    ``tags`` (DICOM JSON keys such as "00100010"), when given, are all an
+    instance match needs of its stored metadata: PostgreSQL keeps only those,
+    so a page of instances does not carry (and decode) every attribute.
+    """
     params = Params()
     where, unsupported = where_clause(query, params)
+    metadata = "instance.metadata"
+    if tags is not None and query.level == Level.IMAGE:
+        metadata = (
+            "COALESCE((SELECT json_object_agg(key, value) FROM "
+            "json_each(instance.metadata) WHERE key = ANY("
+            f"{params.add(sorted(tags))}::text[])), '{{}}'::json)"
+        )
     if query.level == Level.PATIENT:
         sql, cursor_columns = _patient_sql(query, where, params)
     else:
@@ -521,7 +533,7 @@ def compile_search(query: Query) -> Compiled:
         sorts = [f"{expr} AS sort_{i}" for i, (expr, _, _) in enumerate(keys)]
         order = ", ".join(f"{e} DESC" if desc else e for e, _, desc in keys)
         sql = (
-            f"SELECT {', '.join(_columns(query.level) + sorts)} "
+            f"SELECT {', '.join(_columns(query.level, metadata) + sorts)} "
             f"FROM {_from_clause(query.level)} WHERE {where} ORDER BY {order}"
         )
         cursor_columns = tuple(f"sort_{i}" for i in range(len(keys)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -298,9 +298,14 @@ class Index:
         )
         return {row["object_key"] for row in rows}
 
-    async def search(self, query: Query) -> tuple[list[asyncpg.Record], Compiled]:
-        """Run a compiled search; return the rows and what was compiled."""
-        compiled = compile_search(query)
+    async def search(
+        self, query: Query, tags: Collection[str] | None = None
+    ) -> tuple[list[asyncpg.Record], Compiled]:
+        """Run a compiled search; return the rows and what was compiled.
+
+        ``tags``: the only instance attributes the caller needs (None: all).
+        """
+        compiled = compile_search(query, tags)
         logger.debug("Search SQL %s", compiled.sql)
         rows = await self._pool.fetch(compiled.sql, *compiled.params)
         return rows, compiled

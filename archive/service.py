@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+import orjson
 import pydicom
 from pydicom.encaps import generate_frames
 from pydicom.uid import UID
@@ -114,8 +114,8 @@ class Archive:
 
     async def search(self, query: Query) -> SearchResult:
         """Run a query and build each match's attributes (PS3.18 10.6.3)."""
-        rows, compiled = await self.index.search(query)
         wanted = self._return_tags(query)
+        rows, compiled = await self.index.search(query, wanted)
         cursors = [
             tuple(row[column] for column in compiled.cursor_columns) for row in rows
         ]
@@ -126,7 +126,7 @@ class Archive:
         for row in rows:
             merged: dict[str, Any] = {}
             for column in _LEVEL_JSON[query.level]:
-                merged.update(json.loads(row[column]))
+                merged.update(orjson.loads(row[column]))
             matches.append(merged)
         await self._add_computed(query.level, rows, matches)
         if wanted is None:
@@ -195,7 +195,7 @@ class Archive:
         counts = await self.index.patient_counts(keys) if keys else {}
         matches: list[dict[str, Any]] = []
         for row, key in zip(rows, keys):
-            attributes = json.loads(row["study_attributes"])
+            attributes = orjson.loads(row["study_attributes"])
             match = {t: v for t, v in attributes.items() if t in patient_tags}
             found = counts.get(key)
             match[json_tag("NumberOfPatientRelatedStudies")] = _number(

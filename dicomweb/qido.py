@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from starlette.requests import Request
 from starlette.responses import Response
@@ -287,7 +288,7 @@ async def search(
         if url is not None:
             match[_RETRIEVE_URL] = {"vr": "UR", "Value": [url]}
     return Response(
-        json.dumps(matches, ensure_ascii=False),
+        orjson.dumps(matches),
         media_type=offer.media_type,
         headers={**headers, **_warning_header(warnings)} or None,
     )

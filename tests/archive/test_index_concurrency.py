@@ -6,47 +6,13 @@ Runs against a private embedded PostgreSQL (pgserver) in a temporary folder.
 from __future__ import annotations
 
 import asyncio
-import io
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from archive.errors import SeriesMismatch
-from archive.index import Index, InstanceRow, SeriesRow, StudyRow
-from archive.migrate import apply_migrations, migrations_dir
-from archive.parse import parse_instance
-from archive.records import index_rows
-from dicomvault.embedded_pg import EmbeddedPostgres
-from tests.factory import make_ct, new_uid, part10
-
-Rows = tuple[StudyRow, SeriesRow, InstanceRow]
-
-
-def rows_for(study: str, series: str) -> Rows:
-    """Index rows of a fresh instance in the given study and series."""
-    data = part10(make_ct(study=study, series=series))
-    parsed = parse_instance(io.BytesIO(data), len(data))
-    return index_rows(
-        parsed, object_key=new_uid(), object_size=len(data), sha256=b"\0" * 32
-    )
-
-
-@pytest.fixture(scope="module")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    postgres = EmbeddedPostgres(Path(tmp_path_factory.mktemp("index")) / "pgdata")
-    url = postgres.start()
-    yield url
-    postgres.stop()
-
-
-@pytest.fixture
-async def index(database_url: str) -> AsyncIterator[Index]:
-    opened = await Index.connect(database_url, pool_size=12)
-    async with opened.acquire() as conn:
-        await apply_migrations(conn, migrations_dir())
-    yield opened
-    await opened.close()
+from archive.index import Index
+from tests.archive.index_rows import rows_for
+from tests.factory import new_uid
 
 
 async def _count(index: Index, sql: str, *args: object) -> int:
