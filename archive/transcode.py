@@ -59,6 +59,9 @@ _LOSSY_METHOD: Mapping[str, str] = {
     JPEGLSNearLossless: "ISO_14495_1",
 }
 _JPEG_QUALITY = 90
+_JPEG_LS_NEAR = 2
+_J2K_PSNR_DB = 60.0
+
 # JPEG 2000 (and HTJ2K) go through OpenJPEG (pylibjpeg-openjpeg), whose C code
 # calls back into Python's logging from threads that do not hold the GIL: two
 # conversions at once crash the process. One at a time, then.
@@ -69,15 +72,9 @@ _OPENJPEG_SYNTAXES = frozenset(
 _OPENJPEG = threading.Lock()
 
 
-def _openjpeg_guard(*syntaxes: str) -> contextlib.AbstractContextManager[Any]:
-    """The OpenJPEG lock when any of the syntaxes needs it, else nothing."""
-    if any(str(syntax) in _OPENJPEG_SYNTAXES for syntax in syntaxes):
-        return _OPENJPEG
-    return contextlib.nullcontext()
-
-
-_JPEG_LS_NEAR = 2
-_J2K_PSNR_DB = 60.0
+def _openjpeg_guard(syntax: str) -> contextlib.AbstractContextManager[Any]:
+    """The OpenJPEG lock when the syntax is coded by OpenJPEG, else nothing."""
+    return _OPENJPEG if str(syntax) in _OPENJPEG_SYNTAXES else contextlib.nullcontext()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""The report: medians per figure and server, ratios, targets, JSON, Markdown, charts."""
+"""The report: medians per figure and server, ratios, targets, JSON, Markdown.
+
+Charts too, as PNG files beside the Markdown.
+"""
 
 from __future__ import annotations
 

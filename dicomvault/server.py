@@ -259,7 +259,10 @@ async def run(
     def serve_http() -> asyncio.Task[None]:
         app = build_app(runtime, deferred)
         return asyncio.create_task(
-            hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+            # Hypercorn's type for the trigger is narrower than what it accepts.
+            hypercorn_serve(
+                app, config, shutdown_trigger=stop.wait  # type: ignore[arg-type]
+            )
         )
 
     server = None if settings.workers > 1 else serve_http()

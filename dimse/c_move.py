@@ -82,17 +82,6 @@ class MoveSourceAE(AE):
         return cast(Association, _UnopenedAssociation())
 
 
-class _Destination:
-    """What became of the association to one C-MOVE destination."""
-
-    def __init__(self) -> None:
-        self.failure: str | None = None
-
-    def failed(self, reason: str) -> None:
-        """Record why the association was not established."""
-        self.failure = reason
-
-
 def _all_failed(instances: list[StoredInstance]) -> Dataset:
     identifier = Dataset()
     identifier.FailedSOPInstanceUIDList = [item.sop_instance_uid for item in instances]
@@ -132,13 +121,14 @@ class MoveHandler:
             instances = self._retriever.select(event)
         except Exception as error:  # noqa: BLE001 - answered as a status
             raise refused(error, Service.MOVE, caller) from None
-        outcome = _Destination()
-        yield peer.host, peer.port, self._association_options(instances, outcome)
+        # Why the association to the destination was not established, if it was not.
+        failures: list[str] = []
+        yield peer.host, peer.port, self._association_options(instances, failures)
         logger.info(
             "C-MOVE from %s to %s: %d instances", caller, destination, len(instances)
         )
         yield len(instances)
-        if outcome.failure is not None:
+        if failures:
             logger.warning(
                 "C-MOVE from %s: destination %s at %s:%d %s; %d sub-operations "
                 "failed (0x%04X)",
@@ -146,7 +136,7 @@ class MoveHandler:
                 destination,
                 peer.host,
                 peer.port,
-                outcome.failure,
+                failures[0],
                 len(instances),
                 OUT_OF_RESOURCES_SUBOPERATIONS,
             )
@@ -155,10 +145,10 @@ class MoveHandler:
         yield from self._retriever.sub_operations(event, instances)
 
     def _association_options(
-        self, instances: list[StoredInstance], outcome: _Destination
+        self, instances: list[StoredInstance], failures: list[str]
     ) -> dict[str, Any]:
         return {
             "contexts": storage_contexts(instances),
             "evt_handlers": [(evt.EVT_CONN_OPEN, self._on_open)],
-            "on_failure": outcome.failed,
+            "on_failure": failures.append,
         }

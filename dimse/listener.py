@@ -209,23 +209,22 @@ class DimseListener:
         )
 
     def _serve(self) -> ThreadedAssociationServer:
+        """What ``AE.start_server(block=False)`` does, with our server class."""
         config = self._config
-        address = (config.host, config.port)
-        if not config.shared_port:
-            server = self.ae.start_server(
-                address, block=False, evt_handlers=self._handlers()
-            )
-            assert server is not None
-            return server
-        shared = self.ae.make_server(
-            address, evt_handlers=self._handlers(), server_class=SharedPortServer
+        server_class = (
+            SharedPortServer if config.shared_port else ThreadedAssociationServer
         )
-        # As start_server does: shutdown() takes the server off this list.
-        self.ae._servers.append(shared)
+        server = self.ae.make_server(
+            (config.host, config.port),
+            evt_handlers=self._handlers(),
+            server_class=server_class,
+        )
+        # shutdown() takes the server off this list again.
+        self.ae._servers.append(server)
         threading.Thread(
-            target=shared.serve_forever, name="DimseAcceptor", daemon=True
+            target=server.serve_forever, name="DimseAcceptor", daemon=True
         ).start()
-        return shared
+        return server
 
     async def stop(self) -> None:
         """Stop accepting, give open associations a grace period, abort the rest."""

@@ -39,7 +39,8 @@ def test_cursor_values_the_sort_columns_cannot_hold_are_refused(
 def test_cursor_values_at_the_edges_of_their_columns_are_accepted() -> None:
     for pk in (2**63 - 1, -(2**63)):
         assert pk in compile_search(Query(Level.STUDY, after=(pk,))).params
-    named = Query(Level.STUDY, order=(OrderKey("PatientName"),), after=("müller^ä", 1))
+    by_name = (OrderKey("PatientName"),)
+    named = Query(Level.STUDY, order=by_name, after=("müller^ä", 1))
     assert "müller^ä" in compile_search(named).params
 
 

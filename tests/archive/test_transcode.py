@@ -91,7 +91,9 @@ _CONCURRENT_JPEG_2000 = """
 import io, logging, threading
 import pydicom
 from pydicom.uid import JPEG2000, JPEG2000Lossless
-from archive.transcode import PixelFormat, decode_frame, encode_frame, transcode_instance
+from archive.transcode import (
+    PixelFormat, decode_frame, encode_frame, transcode_instance,
+)
 from tests.factory import make_ct, part10
 
 # The server logs at INFO: OpenJPEG's progress messages then reach Python.

@@ -25,6 +25,7 @@ REFERENCED = "00081199"
 FAILURE_REASON = "00081197"
 WARNING_REASON = "00081196"
 SOP_INSTANCE = "00081155"
+STOW_CHUNKY = 'multipart/related; type="application/dicom"; boundary=chunky'
 
 
 def _failed_reasons(body: dict[str, Any]) -> list[int]:
@@ -139,9 +140,7 @@ def test_chunked_transfer_encoding_stores_the_instances(server: RunningServer) -
     response = httpx.post(
         f"{server.dicomweb_url}/studies",
         content=pieces(),
-        headers={
-            "Content-Type": 'multipart/related; type="application/dicom"; boundary=chunky'
-        },
+        headers={"Content-Type": STOW_CHUNKY},
         timeout=30,
     )
     assert response.request.headers.get("transfer-encoding") == "chunked"
@@ -309,8 +308,12 @@ def test_failure_notes_name_the_right_part_and_stay_short(
     server: RunningServer,
 ) -> None:
     first = make_ct()
-    changed = make_ct(sop=first.SOPInstanceUID, study=first.StudyInstanceUID,
-                      series=first.SeriesInstanceUID, StudyDescription="other")  # fmt: skip
+    changed = make_ct(
+        sop=first.SOPInstanceUID,
+        study=first.StudyInstanceUID,
+        series=first.SeriesInstanceUID,
+        StudyDescription="other",
+    )
     response = post_instances(
         server.dicomweb_url, [part10(first), part10(changed)] + [b""] * 300
     )
@@ -373,7 +376,7 @@ def test_same_data_set_with_other_file_meta_is_a_quiet_resend(
 
 
 def _swap_data_set(declared: str, encoded: str) -> tuple[str, bytes]:
-    """A file whose meta declares one transfer syntax and whose data set uses another."""
+    """A file whose meta declares one transfer syntax, its data set another."""
     ds = make_ct()
     head = part10(ds, declared)
     body = part10(ds, encoded)

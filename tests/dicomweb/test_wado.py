@@ -162,8 +162,9 @@ def test_unknown_uids_answer_404(server: RunningServer) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/studies/..%2f..%2fetc", "/studies/1.2%00/metadata", "/studies/1.2/../../x",
-             "/studies/1.2/series/..%2F/instances/1", "/studies/1.2%2f3",
+    "path", ["/studies/..%2f..%2fetc", "/studies/1.2%00/metadata",
+             "/studies/1.2/../../x", "/studies/1.2/series/..%2F/instances/1",
+             "/studies/1.2%2f3",
              "/studies/1.2/series/3.4/instances/5.6%2F7/frames/1",
              "/studies/1.2%5c3/metadata"],
 )  # fmt: skip

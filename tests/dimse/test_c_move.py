@@ -115,7 +115,8 @@ def test_movescu_to_storescp_receives_the_study_byte_identical(
         done = run_tool(
             [
                 dcmtk("movescu"), "-v", "-S", "-aem", "MOVESCP",
-                "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study.study}",
+                "-k", "QueryRetrieveLevel=STUDY",
+                "-k", f"StudyInstanceUID={study.study}",
                 "-aec", server.ae_title, "127.0.0.1", str(server.dimse_port),
             ]
         )  # fmt: skip

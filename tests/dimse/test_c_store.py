@@ -24,7 +24,10 @@ from pydicom.uid import (
 from pynetdicom import _config
 from pynetdicom.dsutils import encode
 
-from dimse.c_store import check_context, check_dataset, check_encoding
+from archive.errors import InvalidInstance
+from archive.parse import parse_instance
+from dimse._part10 import file_meta, part10_bytes
+from dimse.c_store import check_context, check_dataset
 from dimse.errors import ContextMismatch, DataSetMismatch, UnreadableDataSet
 from tests.conftest import (
     CORPUS,
@@ -411,12 +414,20 @@ def test_check_context_refuses_a_sop_class_the_context_did_not_negotiate() -> No
         check_context(MRImageStorage, CTImageStorage)
 
 
-def test_check_encoding_tells_implicit_from_explicit_vr() -> None:
+def _check_encoding(data_set: bytes, transfer_syntax_uid: str) -> None:
+    """Parse the data set as C-STORE files it: under its context's syntax."""
+    part10 = part10_bytes(
+        file_meta(CTImageStorage, "1.2.3.4", transfer_syntax_uid), data_set
+    )
+    parse_instance(io.BytesIO(part10), len(part10))
+
+
+def test_ingest_tells_implicit_from_explicit_vr() -> None:
     ds = make_ct()
-    check_encoding(_encoded(ds, False), ExplicitVRLittleEndian)
-    check_encoding(_encoded(ds, True), ImplicitVRLittleEndian)
-    check_encoding(_encoded(ds, False, False), ExplicitVRBigEndian)
-    with pytest.raises(UnreadableDataSet, match="implicit VR"):
-        check_encoding(_encoded(ds, True), ExplicitVRLittleEndian)
-    with pytest.raises(UnreadableDataSet, match="explicit VR"):
-        check_encoding(_encoded(ds, False), ImplicitVRLittleEndian)
+    _check_encoding(_encoded(ds, False), ExplicitVRLittleEndian)
+    _check_encoding(_encoded(ds, True), ImplicitVRLittleEndian)
+    _check_encoding(_encoded(ds, False, False), ExplicitVRBigEndian)
+    with pytest.raises(InvalidInstance, match="implicit VR"):
+        _check_encoding(_encoded(ds, True), ExplicitVRLittleEndian)
+    with pytest.raises(InvalidInstance, match="explicit VR"):
+        _check_encoding(_encoded(ds, False), ImplicitVRLittleEndian)

@@ -154,9 +154,8 @@ def test_response_adds_utf8_character_set_for_non_ascii_text() -> None:
         _request_for(SpecificCharacterSet="ISO_IR 192", PatientName="王*"),
         patient_root=True,
     )
-    match = {
-        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Wang", "Ideographic": "王"}]}
-    }
+    name = {"Alphabetic": "Wang", "Ideographic": "王"}
+    match = {"00100010": {"vr": "PN", "Value": [name]}}
     ds = response_identifier(
         match, request.requested, request.level, request.wants_character_set, "AE"
     )
