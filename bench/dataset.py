@@ -189,11 +189,21 @@ class _Phantom:
         return image.astype("<u2").tobytes()
 
 
-def _write(ds: Dataset, root: Path, relative: str) -> int:
+def _write(ds: Dataset, root: Path, relative: str, kind: str) -> Instance:
+    """Save the data set under root and describe the file it became."""
     path = root / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
-    return path.stat().st_size
+    return Instance(
+        relative,
+        kind,
+        str(ds.StudyInstanceUID),
+        str(ds.SeriesInstanceUID),
+        str(ds.SOPInstanceUID),
+        str(ds.SOPClassUID),
+        path.stat().st_size,
+        int(ds.get("NumberOfFrames", 1)),
+    )
 
 
 def _ct_study(spec: Spec, root: Path, number: int) -> tuple[Study, list[Instance]]:
@@ -241,19 +251,7 @@ def _ct_study(spec: Spec, root: Path, number: int) -> tuple[Study, list[Instance
         _grayscale_pixels(ds, spec.ct_matrix, spec.ct_matrix, 12)
         ds.PixelData = phantom.slice(index / max(1, spec.ct_slices - 1))
         relative = f"ct{number + 1}/{index + 1:04d}.dcm"
-        size = _write(ds, root, relative)
-        instances.append(
-            Instance(
-                relative,
-                "ct",
-                study.study_instance_uid,
-                series_uid,
-                sop_uid,
-                CT_IMAGE_STORAGE,
-                size,
-                1,
-            )
-        )
+        instances.append(_write(ds, root, relative, "ct"))
     return study, instances
 
 
@@ -295,19 +293,7 @@ def _mr_study(spec: Spec, root: Path) -> tuple[Study, list[Instance]]:
         _grayscale_pixels(ds, spec.mr_matrix, spec.mr_matrix, 12)
         ds.PixelData = phantom.slice(index / max(1, spec.mr_slices - 1))
         relative = f"mr/{index + 1:04d}.dcm"
-        size = _write(ds, root, relative)
-        instances.append(
-            Instance(
-                relative,
-                "mr",
-                study.study_instance_uid,
-                series_uid,
-                sop_uid,
-                MR_IMAGE_STORAGE,
-                size,
-                1,
-            )
-        )
+        instances.append(_write(ds, root, relative, "mr"))
     return study, instances
 
 
@@ -344,17 +330,7 @@ def _multiframe_study(spec: Spec, root: Path) -> tuple[Study, list[Instance]]:
     _grayscale_pixels(ds, spec.multiframe_matrix, spec.multiframe_matrix, 12)
     ds.PixelData = b"".join(phantom.slice(i / max(1, count - 1)) for i in range(count))
     relative = "multiframe/0001.dcm"
-    size = _write(ds, root, relative)
-    instance = Instance(
-        relative,
-        "multiframe",
-        study.study_instance_uid,
-        series_uid,
-        sop_uid,
-        MULTIFRAME_WORD_SC_STORAGE,
-        size,
-        count,
-    )
+    instance = _write(ds, root, relative, "multiframe")
     return study, [instance]
 
 
