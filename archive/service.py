@@ -248,9 +248,17 @@ class Archive:
         self, stored: StoredInstance, start: int = 0, end: int | None = None
     ) -> bytes:
         """Plaintext bytes [start, end) of a stored instance."""
-        return await asyncio.to_thread(
-            open_range, self._store, stored.object_key, self._keys, start, end
-        )
+        return await asyncio.to_thread(self.read_here, stored, start, end)
+
+    def read_here(
+        self, stored: StoredInstance, start: int = 0, end: int | None = None
+    ) -> bytes:
+        """As :meth:`read`, on the calling thread: for threads other than the loop's.
+
+        A DIMSE association's thread reads what it sends this way, without
+        two trips through the event loop per instance.
+        """
+        return open_range(self._store, stored.object_key, self._keys, start, end)
 
     async def stream(
         self, stored: StoredInstance, start: int = 0, end: int | None = None

@@ -7,7 +7,9 @@ PS3.4 C.4.2.2 and C.4.3.2: the identifier selects instances through
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -22,7 +24,7 @@ from archive.service import Archive
 from dimse._bridge import LoopBridge
 from dimse._contexts import PATIENT_ROOT
 from dimse._identifier import retrieve_query
-from dimse._stored import stored_dataset
+from dimse._stored import split_part10, stored_dataset
 from dimse.errors import (
     CANCEL,
     PENDING,
@@ -31,12 +33,15 @@ from dimse.errors import (
     Service,
     status_for,
 )
+from dimse.store_scu import StoredInstanceDataset, StoredObject
 
 logger = logging.getLogger(__name__)
 
 RetrieveYield = tuple[int, Dataset | None]
 # PS3.8 9.3.2.2: at most 128 presentation contexts in one association request.
 MAX_CONTEXTS = 128
+# Instances read ahead of the one being sent (each held whole in memory).
+READ_AHEAD = 2
 _SOP_INSTANCE_UID = "00080018"
 _STUDY_INSTANCE_UID = "0020000D"
 
@@ -133,24 +138,50 @@ class Retriever:
         return self._bridge.call(select_instances(self._archive, query))
 
     def sub_operations(
-        self, event: Event, instances: list[StoredInstance]
+        self,
+        event: Event,
+        instances: list[StoredInstance],
+        load: Callable[[StoredInstance, bytes], Dataset],
     ) -> Iterator[RetrieveYield]:
-        """One pending yield per instance, each a data set to C-STORE.
+        """One pending yield per instance, each ``load`` of its stored bytes.
 
-        An instance that cannot be read is yielded without its SOP Class UID,
-        so that its sub-operation fails and is listed in Failed SOP Instance
-        UID List (PS3.4 C.4.2.1.4.2) without anything being sent.
+        The next instances are read and decrypted on a thread of their own
+        while the current one is sent. An instance that cannot be read is
+        yielded without its SOP Class UID, so that its sub-operation fails and
+        is listed in Failed SOP Instance UID List (PS3.4 C.4.2.1.4.2) without
+        anything being sent.
         """
-        for item in instances:
-            if event.is_cancelled:
-                yield CANCEL, None
-                return
-            yield PENDING, self._load(item)
+        todo = iter(instances)
+        ahead: deque[tuple[StoredInstance, Future[bytes]]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="dimse-read") as reader:
+            try:
+                while True:
+                    while (
+                        len(ahead) < READ_AHEAD
+                        and (item := next(todo, None)) is not None
+                    ):
+                        ahead.append(
+                            (item, reader.submit(self._archive.read_here, item))
+                        )
+                    if not ahead:
+                        return
+                    if event.is_cancelled:
+                        yield CANCEL, None
+                        return
+                    item, read = ahead.popleft()
+                    yield PENDING, self._load(item, read, load)
+            finally:
+                for _, read in ahead:
+                    read.cancel()
 
-    def _load(self, item: StoredInstance) -> Dataset:
+    def _load(
+        self,
+        item: StoredInstance,
+        read: Future[bytes],
+        load: Callable[[StoredInstance, bytes], Dataset],
+    ) -> Dataset:
         try:
-            part10 = self._bridge.call(self._archive.read(item))
-            return stored_dataset(part10)
+            return load(item, read.result())
         except (ArchiveError, DimseError, OSError) as error:
             logger.error(
                 "Cannot read a stored instance for a sub-operation (%s)",
@@ -162,3 +193,16 @@ class Retriever:
         placeholder = Dataset()
         placeholder.SOPInstanceUID = item.sop_instance_uid
         return placeholder
+
+
+def decoded(item: StoredInstance, part10: bytes) -> Dataset:
+    """The stored instance as a data set pynetdicom can send (C-GET)."""
+    return stored_dataset(part10)
+
+
+def as_stored(item: StoredInstance, part10: bytes) -> Dataset:
+    """The stored bytes, to be sent as they are (C-MOVE's store association)."""
+    split_part10(part10)  # an unreadable object fails here, before any sending
+    return StoredInstanceDataset.of(
+        StoredObject(item.sop_class_uid, item.sop_instance_uid, part10)
+    )

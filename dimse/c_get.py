@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
-from dimse._retrieve import Retriever, refused
+from dimse._retrieve import Retriever, decoded, refused
 from dimse.errors import Service
 
 logger = logging.getLogger(__name__)
@@ -37,4 +37,4 @@ class GetHandler:
             raise refused(error, Service.GET, caller) from None
         logger.info("C-GET from %s: %d instances", caller, len(instances))
         yield len(instances)
-        yield from self._retriever.sub_operations(event, instances)
+        yield from self._retriever.sub_operations(event, instances, decoded)

@@ -3,7 +3,9 @@
 pynetdicom drives the exchange: the handler yields the destination, then the
 number of sub-operations, then one data set per C-STORE sub-operation; it
 counts their outcomes and sends the final status (Success, 0xB000 when some
-failed, 0xA702 when all failed) with the Failed SOP Instance UID List.
+failed, 0xA702 when all failed) with the Failed SOP Instance UID List. The
+association to the destination is the archive's own (``dimse.store_scu``),
+which sends each instance's stored bytes without decoding them.
 
 A known destination that cannot be reached, refuses the association or
 accepts none of the proposed contexts is no unknown destination: every
@@ -16,18 +18,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
-from pynetdicom.association import Association
+from pynetdicom import AE
 from pynetdicom.events import Event
+from pynetdicom.presentation import PresentationContext
 
 from archive.index import StoredInstance
 from archive.peers import PeerDirectory
 from dimse._bridge import LoopBridge
-from dimse._retrieve import Retriever, refused, storage_contexts
+from dimse._retrieve import Retriever, as_stored, refused, storage_contexts
 from dimse.errors import OUT_OF_RESOURCES_SUBOPERATIONS, Service
+from dimse.store_scu import StoreAssociation, StoreAssociationError
 
 logger = logging.getLogger(__name__)
 
@@ -48,38 +51,37 @@ class _UnopenedAssociation:
         """Nothing to release: no connection is open."""
 
 
-def _why_not_established(assoc: Association) -> str:
-    if assoc.is_rejected:
-        return "rejected the association"
-    if assoc.is_aborted:
-        # pynetdicom aborts an association in which no context was accepted.
-        return "accepted no proposed presentation context, or aborted"
-    return "could not be reached"
-
-
 class MoveSourceAE(AE):
     """The listener's AE; it requests associations only as a C-MOVE source.
 
-    An association request carrying ``on_failure`` (a callable) that is not
-    established calls it with the reason, closes the socket and returns a
-    stand-in, so that the handler, not pynetdicom, answers the C-MOVE.
+    pynetdicom's C-MOVE SCP asks it for the association to the destination;
+    it gets a :class:`StoreAssociation`, which sends each stored data set as
+    it is. One that is not established calls ``on_failure`` with the reason
+    and returns a stand-in, so that the handler, not pynetdicom, answers the
+    C-MOVE (0xA702, not pynetdicom's 0xA801).
     """
 
-    def associate(
+    def associate(  # type: ignore[override]
         self,
-        *args: Any,
-        on_failure: Callable[[str], None] | None = None,
-        **kwargs: Any,
-    ) -> Association:
-        """Request an association (pynetdicom's ``AE.associate``), see above."""
-        assoc = super().associate(*args, **kwargs)
-        if assoc.is_established or on_failure is None:
-            return assoc
-        on_failure(_why_not_established(assoc))
-        # As pynetdicom does after a failed request: its socket stays open.
-        if assoc.dul.socket is not None:
-            assoc.dul.socket.close()
-        return cast(Association, _UnopenedAssociation())
+        addr: str,
+        port: int,
+        contexts: list[PresentationContext],
+        ae_title: str,
+        *,
+        on_failure: Callable[[str], None],
+    ) -> StoreAssociation | _UnopenedAssociation:
+        """Request a storage association with the move destination."""
+        try:
+            return StoreAssociation.request(
+                (addr, port),
+                self.ae_title,
+                ae_title,
+                contexts,
+                float(self.network_timeout or 30),
+            )
+        except StoreAssociationError as error:
+            on_failure(str(error))
+            return _UnopenedAssociation()
 
 
 def _all_failed(instances: list[StoredInstance]) -> Dataset:
@@ -96,12 +98,10 @@ class MoveHandler:
         retriever: Retriever,
         peers: PeerDirectory,
         bridge: LoopBridge,
-        on_connection_open: Callable[[Event], None],
     ) -> None:
         self._retriever = retriever
         self._peers = peers
         self._bridge = bridge
-        self._on_open = on_connection_open
 
     def __call__(self, event: Event) -> Iterator[MoveYield]:
         """Yield destination, sub-operation count, then (status, data set) pairs."""
@@ -142,13 +142,12 @@ class MoveHandler:
             )
             yield OUT_OF_RESOURCES_SUBOPERATIONS, _all_failed(instances)
             return
-        yield from self._retriever.sub_operations(event, instances)
+        yield from self._retriever.sub_operations(event, instances, as_stored)
 
     def _association_options(
         self, instances: list[StoredInstance], failures: list[str]
     ) -> dict[str, Any]:
         return {
             "contexts": storage_contexts(instances),
-            "evt_handlers": [(evt.EVT_CONN_OPEN, self._on_open)],
             "on_failure": failures.append,
         }

@@ -180,7 +180,7 @@ class DimseListener:
             ),
             (
                 evt.EVT_C_MOVE,
-                MoveHandler(retriever, self._peers, self._bridge, set_no_delay),
+                MoveHandler(retriever, self._peers, self._bridge),
             ),
             (evt.EVT_C_GET, GetHandler(retriever)),
         ]

@@ -278,14 +278,24 @@ class ScriptedStorage:
     sop_classes: Sequence[str]
     status_for: dict[str, int] = field(default_factory=dict)
     default_status: int = 0x0000
+    transfer_syntaxes: Sequence[str] = ()
+    max_pdu: int = 16382
+    calling_ae_titles: Sequence[str] = ()
+    # Abort the association instead of answering the C-STORE of these instances.
+    abort_on: set[str] = field(default_factory=set)
     received: list[bytes] = field(default_factory=list)
+    received_syntaxes: list[str] = field(default_factory=list)
     connections: int = 0
     port: int = 0
 
     def __post_init__(self) -> None:
         self._ae = new_ae(self.ae_title)
+        self._ae.maximum_pdu_size = self.max_pdu
+        self._ae.require_calling_aet = list(self.calling_ae_titles)
         for sop_class in self.sop_classes:
-            self._ae.add_supported_context(sop_class, ALL_SYNTAXES)
+            self._ae.add_supported_context(
+                sop_class, list(self.transfer_syntaxes or ALL_SYNTAXES)
+            )
         handlers: list[Any] = [
             (evt.EVT_C_STORE, self._store),
             (evt.EVT_CONN_OPEN, self._opened),
@@ -301,8 +311,12 @@ class ScriptedStorage:
         self.connections += 1
 
     def _store(self, event: Event) -> int:
-        self.received.append(event.encoded_dataset())
         uid = str(getattr(event.request, "AffectedSOPInstanceUID", ""))
+        if uid in self.abort_on:
+            event.assoc.abort()
+            return 0xA700  # never sent: the association is gone
+        self.received.append(event.encoded_dataset())
+        self.received_syntaxes.append(str(event.context.transfer_syntax))
         return self.status_for.get(uid, self.default_status)
 
     def close(self) -> None:
