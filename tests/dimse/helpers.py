@@ -283,7 +283,9 @@ class ScriptedStorage:
     calling_ae_titles: Sequence[str] = ()
     # Abort the association instead of answering the C-STORE of these instances.
     abort_on: set[str] = field(default_factory=set)
+    # Each received instance as a Part 10 file, and its data set as it came.
     received: list[bytes] = field(default_factory=list)
+    received_wire: list[bytes] = field(default_factory=list)
     received_syntaxes: list[str] = field(default_factory=list)
     connections: int = 0
     port: int = 0
@@ -316,6 +318,7 @@ class ScriptedStorage:
             event.assoc.abort()
             return 0xA700  # never sent: the association is gone
         self.received.append(event.encoded_dataset())
+        self.received_wire.append(event.request.DataSet.getvalue())
         self.received_syntaxes.append(str(event.context.transfer_syntax))
         return self.status_for.get(uid, self.default_status)
 
