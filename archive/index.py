@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +116,18 @@ def _insert_sql(table: str, values: dict[str, Any], extra: dict[str, str]) -> st
     )
 
 
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """Reset a connection returned to the pool: nothing beyond asyncpg's own.
+
+    asyncpg rolls back an open transaction and drops listeners on every
+    release; its default then sends RESET ALL, CLOSE ALL, UNLISTEN * and
+    pg_advisory_unlock_all(), one more round trip per query. The archive
+    leaves no session state behind: no SET, no LISTEN, cursors only inside
+    transactions, and the one session advisory lock (migrations) is unlocked
+    where it is taken.
+    """
+
+
 class Index:
     """The index database: a pool of connections and the statements we run."""
 
@@ -126,7 +138,11 @@ class Index:
     async def connect(cls, url: str, pool_size: int) -> Index:
         """Open a connection pool to the index database."""
         pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=pool_size, command_timeout=60
+            url,
+            min_size=1,
+            max_size=pool_size,
+            command_timeout=60,
+            reset=_no_session_state,
         )
         assert pool is not None
         return cls(pool)
@@ -164,12 +180,18 @@ class Index:
         )
 
     async def insert_instance(
-        self, study: StudyRow, series: SeriesRow, instance: InstanceRow
+        self,
+        study: StudyRow,
+        series: SeriesRow,
+        instance: InstanceRow,
+        before_commit: Callable[[], Awaitable[object]] | None = None,
     ) -> bool:
         """Add an instance with its study and series in one transaction.
 
         Returns False, changing nothing, when the SOP Instance UID is already
-        indexed (a concurrent sender won the race).
+        indexed (a concurrent sender won the race). The transaction commits
+        only after awaiting ``before_commit()`` (the object's write); if that
+        raises, nothing is added.
         """
         try:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -184,14 +206,25 @@ class Index:
                     *values.values(),
                     instance.metadata,
                 )
-                return pk is not None
+                if pk is None:
+                    return False
+                if before_commit is not None:
+                    await before_commit()
+                return True
         except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError) as error:
             raise StoreUnavailable(f"The index cannot be reached: {error}") from error
 
     async def replace_instance(
-        self, study: StudyRow, series: SeriesRow, instance: InstanceRow
+        self,
+        study: StudyRow,
+        series: SeriesRow,
+        instance: InstanceRow,
+        before_commit: Callable[[], Awaitable[object]] | None = None,
     ) -> str | None:
-        """Swap the indexed instance for a new version; return the old object key."""
+        """Swap the indexed instance for a new version; return the old object key.
+
+        Commits only after awaiting ``before_commit()``, as ``insert_instance``.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             # Concurrent replacements of one UID queue here instead of colliding.
             await conn.execute(
@@ -210,10 +243,11 @@ class Index:
                 "instance", values, {"metadata": f"${len(values) + 1}::json"}
             )
             await conn.execute(sql, *values.values(), instance.metadata)
-            if old is None:
-                return None
-            await self._drop_if_empty(conn, old["series_pk"])
-            return str(old["object_key"])
+            if old is not None:
+                await self._drop_if_empty(conn, old["series_pk"])
+            if before_commit is not None:
+                await before_commit()
+            return None if old is None else str(old["object_key"])
 
     async def _upsert_study(self, conn: asyncpg.Connection, study: StudyRow) -> int:
         """The study's key, adding the row if it is new.

@@ -1,8 +1,8 @@
 """The ingest path shared by every front-end (ARCHITECTURE.md, "Ingest").
 
-parse the header -> validate -> hash -> seal and write the object -> one index
-transaction. The object is written first and the index second; a failure after
-the write removes the object again, so no index row ever points at nothing.
+parse the header -> validate -> hash -> seal and write the object, while one
+index transaction adds the rows; it commits only once the object is durable,
+and a failure removes the object again, so no index row ever points at nothing.
 """
 
 from __future__ import annotations
@@ -98,6 +98,11 @@ def _digests(fp: BinaryIO, data_set_offset: int) -> Digests:
     return Digests(whole.digest(), crc32, content.digest())
 
 
+async def _written(write: asyncio.Future[None]) -> None:
+    """Wait for the object's write; a cancelled request does not stop it midway."""
+    await asyncio.shield(write)
+
+
 def _same_content(existing: StoredInstance, digests: Digests) -> bool:
     if existing.sha256 == digests.sha256:
         return True
@@ -161,6 +166,8 @@ class Ingestor:
         self._keys = keys
         self._chunk_bytes = chunk_bytes
         self._policy = duplicate_policy
+        # Removals of objects written for nothing, kept until they finish.
+        self._removals: set[asyncio.Future[None]] = set()
 
     async def store(
         self,
@@ -176,8 +183,9 @@ class Ingestor:
         Raises an ``ArchiveError`` subclass naming what was wrong; in that case
         nothing that was stored before has changed.
         """
-        parsed, digests = await asyncio.to_thread(
-            self._parse_and_hash, fp, size, self._fallback_for(source)
+        key = new_object_key()
+        parsed, digests, (study, series, instance) = await asyncio.to_thread(
+            self._parse_and_describe, key, fp, size, self._fallback_for(source)
         )
         _log_text_decision(parsed, source)
         if expected_study is not None and parsed.study_instance_uid != expected_study:
@@ -193,26 +201,44 @@ class Ingestor:
                 f"SOP Instance {parsed.sop_instance_uid!r} is already stored with "
                 "other content; the duplicate policy is 'reject'"
             )
-        key = new_object_key()
-        study, series, instance = await asyncio.to_thread(
-            self._describe_and_write, key, fp, size, parsed, digests
+        # The object is sealed and written while the index transaction adds
+        # its rows; the transaction commits only once the object is durable,
+        # so no committed row ever points at nothing.
+        write = asyncio.ensure_future(
+            asyncio.to_thread(self._write_object, key, fp, size)
         )
         try:
             if existing is None:
-                if await self._index.insert_instance(study, series, instance):
+                if await self._index.insert_instance(
+                    study, series, instance, lambda: _written(write)
+                ):
                     logger.info("Stored instance (%d bytes)", size)
                     return self._result(parsed, Outcome.STORED)
                 # Another sender indexed the same UID between our look-up and now.
-                await asyncio.to_thread(self._store.delete, key)
+                self._discard(write, key)
                 return await self._settle_race(parsed, digests)
-            old_key = await self._index.replace_instance(study, series, instance)
+            old_key = await self._index.replace_instance(
+                study, series, instance, lambda: _written(write)
+            )
         except BaseException:
-            await asyncio.to_thread(self._delete_quietly, key)
+            self._discard(write, key)
             raise
         if old_key is not None:
             await asyncio.to_thread(self._delete_quietly, old_key)
         logger.info("Replaced instance with new content (%d bytes)", size)
         return self._result(parsed, Outcome.REPLACED)
+
+    def _discard(self, write: asyncio.Future[None], key: str) -> None:
+        """Remove the object ``write`` makes, once it has been written (or not)."""
+
+        def remove(done: asyncio.Future[None]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return  # nothing was written (a failed write cleans up after itself)
+            task = asyncio.ensure_future(asyncio.to_thread(self._delete_quietly, key))
+            self._removals.add(task)
+            task.add_done_callback(self._removals.discard)
+
+        write.add_done_callback(remove)
 
     async def _settle_race(
         self, parsed: ParsedInstance, digests: Digests
@@ -232,22 +258,13 @@ class Ingestor:
             return rules[source.strip()]
         return rules.get("*")
 
-    def _parse_and_hash(
-        self, fp: BinaryIO, size: int, fallback: str | None
-    ) -> tuple[ParsedInstance, Digests]:
+    def _parse_and_describe(
+        self, key: str, fp: BinaryIO, size: int, fallback: str | None
+    ) -> tuple[ParsedInstance, Digests, tuple[StudyRow, SeriesRow, InstanceRow]]:
+        """Parse, hash and build the index rows: one trip to a worker thread."""
         fp.seek(0)
         parsed = parse_instance(fp, size, fallback_charset=fallback)
-        return parsed, _digests(fp, parsed.data_set_offset)
-
-    def _describe_and_write(
-        self,
-        key: str,
-        fp: BinaryIO,
-        size: int,
-        parsed: ParsedInstance,
-        digests: Digests,
-    ) -> tuple[StudyRow, SeriesRow, InstanceRow]:
-        """Build the index rows, then write the object (nothing written on error)."""
+        digests = _digests(fp, parsed.data_set_offset)
         study, series, instance = index_rows(
             parsed, object_key=key, object_size=size, sha256=digests.sha256
         )
@@ -256,8 +273,7 @@ class Ingestor:
             crc32=digests.crc32,
             content_sha256=digests.content_sha256,
         )
-        self._write_object(key, fp, size)
-        return study, series, InstanceRow(values, instance.metadata)
+        return parsed, digests, (study, series, InstanceRow(values, instance.metadata))
 
     def _write_object(self, key: str, fp: BinaryIO, size: int) -> None:
         sealed = seal(_file_chunks(fp), size, self._keys, self._chunk_bytes)
