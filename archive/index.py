@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,20 +180,19 @@ class Index:
         )
 
     async def insert_instance(
-        self,
-        study: StudyRow,
-        series: SeriesRow,
-        instance: InstanceRow,
-        before_commit: Callable[[], Awaitable[object]] | None = None,
+        self, study: StudyRow, series: SeriesRow, instance: InstanceRow
     ) -> bool:
         """Add an instance with its study and series in one transaction.
 
         Returns False, changing nothing, when the SOP Instance UID is already
-        indexed (a concurrent sender won the race). The transaction commits
-        only after awaiting ``before_commit()`` (the object's write); if that
-        raises, nothing is added.
+        indexed (a concurrent sender won the race). An instance of a series
+        already indexed under its study takes one statement (one round trip);
+        the first of a series takes the transaction that adds the rows.
         """
         try:
+            added = await self._insert_into_known_series(study, series, instance)
+            if added is not None:
+                return added
             async with self._pool.acquire() as conn, conn.transaction():
                 study_pk = await self._upsert_study(conn, study)
                 series_pk = await self._upsert_series(conn, series, study_pk)
@@ -206,25 +205,47 @@ class Index:
                     *values.values(),
                     instance.metadata,
                 )
-                if pk is None:
-                    return False
-                if before_commit is not None:
-                    await before_commit()
-                return True
+                return pk is not None
         except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError) as error:
             raise StoreUnavailable(f"The index cannot be reached: {error}") from error
 
-    async def replace_instance(
-        self,
-        study: StudyRow,
-        series: SeriesRow,
-        instance: InstanceRow,
-        before_commit: Callable[[], Awaitable[object]] | None = None,
-    ) -> str | None:
-        """Swap the indexed instance for a new version; return the old object key.
+    async def _insert_into_known_series(
+        self, study: StudyRow, series: SeriesRow, instance: InstanceRow
+    ) -> bool | None:
+        """Insert into the series if it is indexed under this study, in one statement.
 
-        Commits only after awaiting ``before_commit()``, as ``insert_instance``.
+        True when added, False when the SOP Instance UID is already indexed,
+        None when the series is not indexed under this study: the caller then
+        adds the rows. The foreign key holds the series row while the
+        statement runs, as FOR KEY SHARE does in the transaction.
         """
+        values = dict(instance.values)
+        count = len(values)
+        names = ", ".join([*values, "metadata", "series_pk"])
+        params = ", ".join(f"${i}" for i in range(1, count + 1))
+        row = await self._pool.fetchrow(
+            "WITH target AS ("
+            " SELECT series.pk FROM series JOIN study ON study.pk = series.study_pk"
+            f" WHERE series.series_instance_uid = ${count + 2}"
+            f" AND study.study_instance_uid = ${count + 3}),"
+            f" added AS (INSERT INTO instance ({names})"
+            f" SELECT {params}, ${count + 1}::json, target.pk FROM target"
+            " ON CONFLICT (sop_instance_uid) DO NOTHING RETURNING pk)"
+            " SELECT EXISTS (SELECT 1 FROM target) AS known,"
+            " EXISTS (SELECT 1 FROM added) AS added",
+            *values.values(),
+            instance.metadata,
+            series.values["series_instance_uid"],
+            study.values["study_instance_uid"],
+        )
+        if not row["known"]:
+            return None
+        return bool(row["added"])
+
+    async def replace_instance(
+        self, study: StudyRow, series: SeriesRow, instance: InstanceRow
+    ) -> str | None:
+        """Swap the indexed instance for a new version; return the old object key."""
         async with self._pool.acquire() as conn, conn.transaction():
             # Concurrent replacements of one UID queue here instead of colliding.
             await conn.execute(
@@ -243,11 +264,10 @@ class Index:
                 "instance", values, {"metadata": f"${len(values) + 1}::json"}
             )
             await conn.execute(sql, *values.values(), instance.metadata)
-            if old is not None:
-                await self._drop_if_empty(conn, old["series_pk"])
-            if before_commit is not None:
-                await before_commit()
-            return None if old is None else str(old["object_key"])
+            if old is None:
+                return None
+            await self._drop_if_empty(conn, old["series_pk"])
+            return str(old["object_key"])
 
     async def _upsert_study(self, conn: asyncpg.Connection, study: StudyRow) -> int:
         """The study's key, adding the row if it is new.

@@ -1,8 +1,9 @@
 """The ingest path shared by every front-end (ARCHITECTURE.md, "Ingest").
 
-parse the header -> validate -> hash -> seal and write the object, while one
-index transaction adds the rows; it commits only once the object is durable,
-and a failure removes the object again, so no index row ever points at nothing.
+parse the header -> validate -> hash -> seal and write the object -> index it
+(one statement for an instance of a known series, else one transaction). The
+object is written first and the index second; a failure after the write removes
+the object again, so no index row ever points at nothing.
 """
 
 from __future__ import annotations
@@ -96,11 +97,6 @@ def _digests(fp: BinaryIO, data_set_offset: int) -> Digests:
             content.update(chunk[max(0, data_set_offset - position) :])
         position += len(chunk)
     return Digests(whole.digest(), crc32, content.digest())
-
-
-async def _written(write: asyncio.Future[None]) -> None:
-    """Wait for the object's write; a cancelled request does not stop it midway."""
-    await asyncio.shield(write)
 
 
 def _same_content(existing: StoredInstance, digests: Digests) -> bool:
@@ -201,25 +197,21 @@ class Ingestor:
                 f"SOP Instance {parsed.sop_instance_uid!r} is already stored with "
                 "other content; the duplicate policy is 'reject'"
             )
-        # The object is sealed and written while the index transaction adds
-        # its rows; the transaction commits only once the object is durable,
-        # so no committed row ever points at nothing.
+        # Object first, index second: no committed row ever points at nothing.
         write = asyncio.ensure_future(
             asyncio.to_thread(self._write_object, key, fp, size)
         )
         try:
+            # Shielded: a cancelled request does not stop the write midway.
+            await asyncio.shield(write)
             if existing is None:
-                if await self._index.insert_instance(
-                    study, series, instance, lambda: _written(write)
-                ):
+                if await self._index.insert_instance(study, series, instance):
                     logger.info("Stored instance (%d bytes)", size)
                     return self._result(parsed, Outcome.STORED)
                 # Another sender indexed the same UID between our look-up and now.
                 self._discard(write, key)
                 return await self._settle_race(parsed, digests)
-            old_key = await self._index.replace_instance(
-                study, series, instance, lambda: _written(write)
-            )
+            old_key = await self._index.replace_instance(study, series, instance)
         except BaseException:
             self._discard(write, key)
             raise

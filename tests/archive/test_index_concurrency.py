@@ -6,6 +6,8 @@ Runs against a private embedded PostgreSQL (pgserver) in a temporary folder.
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
 
@@ -98,3 +100,43 @@ async def test_a_series_filed_under_another_study_is_refused_and_nothing_added(
         )
         == 0
     )
+
+
+async def _instance_row(index: Index, sop_instance_uid: str) -> dict[str, object]:
+    async with index.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT * FROM instance WHERE sop_instance_uid = $1", sop_instance_uid
+        )
+    assert row is not None
+    return dict(row)
+
+
+async def test_an_instance_of_a_known_series_is_indexed_in_one_statement(
+    database_url: str, index: Index
+) -> None:
+    study, series = new_uid(), new_uid()
+    first, second = rows_for(study, series), rows_for(study, series)
+    assert await index.insert_instance(*first)
+    single = await Index.connect(database_url, pool_size=1)
+    queries: list[str] = []
+
+    def log(record: Any) -> None:
+        queries.append(record.query)
+
+    try:
+        async with single.acquire() as conn:
+            inner = conn._con
+            inner.add_query_logger(log)
+        assert await single.insert_instance(*second)
+        # Sent again: already indexed, nothing changes.
+        assert not await single.insert_instance(*second)
+        inner.remove_query_logger(log)
+    finally:
+        await single.close()
+    assert len(queries) == 2
+    stored = await _instance_row(index, second[2].values["sop_instance_uid"])
+    before = await _instance_row(index, first[2].values["sop_instance_uid"])
+    assert stored["series_pk"] == before["series_pk"]
+    for name, value in second[2].values.items():
+        assert stored[name] == value, name
+    assert json.loads(str(stored["metadata"])) == json.loads(second[2].metadata)
