@@ -7,6 +7,7 @@ set bytes of the request, never decoded and encoded again.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 
@@ -77,8 +78,31 @@ def check_dataset(part10: bytes, sop_class_uid: str, sop_instance_uid: str) -> N
         )
 
 
+def prepare(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    abstract_syntax: str,
+    transfer_syntax_uid: str,
+    data_set: bytes,
+) -> bytes:
+    """The Part 10 file of a received data set, once its command is checked."""
+    sop_class_uid = check_uid(sop_class_uid, "Affected SOP Class UID")
+    sop_instance_uid = check_uid(sop_instance_uid, "Affected SOP Instance UID")
+    check_context(sop_class_uid, abstract_syntax)
+    # A data set in the other VR encoding than the context's is refused
+    # by ingest's parser (0xC000), which trusts no guess about it.
+    meta = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax_uid)
+    part10 = part10_bytes(meta, data_set)
+    check_dataset(part10, sop_class_uid, sop_instance_uid)
+    return part10
+
+
 class StoreHandler:
-    """Handles EVT_C_STORE: build the Part 10 file, store it, answer a status."""
+    """Stores one received instance and answers its C-STORE status (PS3.4 B.2.3).
+
+    Called as pynetdicom's EVT_C_STORE handler on an association's thread,
+    and awaited (``status``) by the storage associations served on the loop.
+    """
 
     def __init__(self, archive: Archive, bridge: LoopBridge) -> None:
         self._archive = archive
@@ -86,45 +110,66 @@ class StoreHandler:
 
     def __call__(self, event: Event) -> int:
         """Store one instance and return its C-STORE status (PS3.4 B.2.3)."""
-        caller = event.assoc.requestor.ae_title
-        try:
-            return self._store(event)
-        except Exception as error:
-            status = status_for(error, Service.STORE)
-            if not isinstance(error, (ArchiveError, DimseError)):
-                logger.exception("C-STORE from %s failed unexpectedly", caller)
-            else:
-                logger.warning(
-                    "C-STORE from %s refused with 0x%04X (%s)",
-                    caller,
-                    status,
-                    type(error).__name__,
-                )
-                logger.debug("C-STORE refusal detail: %s", error)
-            return status
-
-    def _store(self, event: Event) -> int:
+        caller = str(event.assoc.requestor.ae_title).strip()
         request = event.request
         assert isinstance(request, C_STORE), type(request)
-        sop_class_uid = check_uid(
-            str(request.AffectedSOPClassUID or ""), "Affected SOP Class UID"
-        )
-        sop_instance_uid = check_uid(
-            str(request.AffectedSOPInstanceUID or ""), "Affected SOP Instance UID"
-        )
-        check_context(sop_class_uid, str(event.context.abstract_syntax))
-        transfer_syntax_uid = str(event.context.transfer_syntax)
-        # A data set in the other VR encoding than the context's is refused
-        # by ingest's parser (0xC000), which trusts no guess about it.
-        data_set = event.encoded_dataset(include_meta=False)
-        meta = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax_uid)
-        part10 = part10_bytes(meta, data_set)
-        check_dataset(part10, sop_class_uid, sop_instance_uid)
+        try:
+            part10 = prepare(
+                str(request.AffectedSOPClassUID or ""),
+                str(request.AffectedSOPInstanceUID or ""),
+                str(event.context.abstract_syntax),
+                str(event.context.transfer_syntax),
+                event.encoded_dataset(include_meta=False),
+            )
+            return self._bridge.call(self._store(caller, part10))
+        except Exception as error:  # noqa: BLE001 - every failure is a status
+            return _refusal(caller, error)
+
+    async def status(
+        self,
+        caller: str,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        abstract_syntax: str,
+        transfer_syntax_uid: str,
+        data_set: bytes,
+    ) -> int:
+        """Store one instance from the event loop; its C-STORE status."""
+        try:
+            part10 = await asyncio.to_thread(
+                prepare,
+                sop_class_uid,
+                sop_instance_uid,
+                abstract_syntax,
+                transfer_syntax_uid,
+                data_set,
+            )
+            return await self._store(caller, part10)
+        except Exception as error:  # noqa: BLE001 - every failure is a status
+            return _refusal(caller, error)
+
+    async def _store(self, caller: str, part10: bytes) -> int:
         # The calling AE title picks the character set rule for mislabelled text.
-        caller = str(event.assoc.requestor.ae_title).strip()
-        stored = self._archive.store(io.BytesIO(part10), len(part10), source=caller)
-        result = self._bridge.call(stored)
+        result = await self._archive.store(
+            io.BytesIO(part10), len(part10), source=caller
+        )
         logger.debug("C-STORE of %s: %s", result.sop_instance_uid, result.outcome.value)
         if result.outcome is Outcome.REPLACED:
             logger.info("C-STORE replaced an instance under the 'replace' policy")
         return SUCCESS
+
+
+def _refusal(caller: str, error: Exception) -> int:
+    """Log why a C-STORE failed; its status."""
+    status = status_for(error, Service.STORE)
+    if not isinstance(error, (ArchiveError, DimseError)):
+        logger.exception("C-STORE from %s failed unexpectedly", caller)
+    else:
+        logger.warning(
+            "C-STORE from %s refused with 0x%04X (%s)",
+            caller,
+            status,
+            type(error).__name__,
+        )
+        logger.debug("C-STORE refusal detail: %s", error)
+    return status

@@ -2,7 +2,8 @@
 
 The AE runs in pynetdicom's threads, one per association; its handlers hand
 the archive work to the server's event loop and wait for it (ARCHITECTURE.md,
-"One process, one event loop").
+"One process, one event loop"). Plain storage associations skip pynetdicom:
+``dimse.storage_scp`` serves them on the event loop itself.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dimse.c_find import PAGE_SIZE, FindHandler
 from dimse.c_get import GetHandler
 from dimse.c_move import MoveHandler, MoveSourceAE
 from dimse.c_store import StoreHandler
+from dimse.storage_scp import StorageGate
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +97,30 @@ def _on_aborted(event: Event) -> None:
     logger.info("Association aborted with %s at %s:%d", *_peer(event))
 
 
-class SharedPortServer(ThreadedAssociationServer):
+class GatedServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, whose gate may serve a connection itself.
+
+    The gate (``dimse.storage_scp``) takes plain storage associations to the
+    event loop; whatever it leaves goes to pynetdicom as usual.
+    """
+
+    gate: StorageGate | None = None
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Offer the connection to the gate, else hand it to pynetdicom."""
+        gate = self.gate
+        if (
+            gate is not None
+            and isinstance(request, socket.socket)
+            and isinstance(client_address, tuple)
+        ):
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if gate.take(request, client_address):
+                return
+        super().process_request_thread(request, client_address)
+
+
+class SharedPortServer(GatedServer):
     """An association server whose port other worker processes bind too.
 
     The kernel spreads new connections over the processes (SO_REUSEPORT);
@@ -125,6 +150,17 @@ class DimseListener:
         self._peers = peers
         self._server: ThreadedAssociationServer | None = None
         self.ae = self._build_ae()
+        self._store = StoreHandler(archive, self._bridge)
+        self._gate = StorageGate(
+            self._store,
+            loop,
+            max_pdu=config.max_pdu_bytes,
+            timeout_s=config.timeout_s,
+            max_associations=config.max_associations,
+            refuses=lambda title: refusal_reason(title, config.calling_ae_titles)
+            is not None,
+            others=self._pynetdicom_acceptors,
+        )
 
     @property
     def port(self) -> int:
@@ -171,7 +207,7 @@ class DimseListener:
             (evt.EVT_RELEASED, _on_released),
             (evt.EVT_ABORTED, _on_aborted),
             (evt.EVT_C_ECHO, handle_echo),
-            (evt.EVT_C_STORE, StoreHandler(self._archive, self._bridge)),
+            (evt.EVT_C_STORE, self._store),
             (
                 evt.EVT_C_FIND,
                 FindHandler(
@@ -211,14 +247,14 @@ class DimseListener:
     def _serve(self) -> ThreadedAssociationServer:
         """What ``AE.start_server(block=False)`` does, with our server class."""
         config = self._config
-        server_class = (
-            SharedPortServer if config.shared_port else ThreadedAssociationServer
-        )
+        server_class = SharedPortServer if config.shared_port else GatedServer
         server = self.ae.make_server(
             (config.host, config.port),
             evt_handlers=self._handlers(),
             server_class=server_class,
         )
+        assert isinstance(server, GatedServer)
+        server.gate = self._gate
         # shutdown() takes the server off this list again.
         self.ae._servers.append(server)
         threading.Thread(
@@ -226,12 +262,21 @@ class DimseListener:
         ).start()
         return server
 
+    def storage_sockets(self) -> list[Any]:
+        """Sockets of the storage associations served on the event loop."""
+        return self._gate.sockets()
+
+    def _pynetdicom_acceptors(self) -> int:
+        return sum(1 for assoc in self.ae.active_associations if assoc.is_acceptor)
+
     async def stop(self) -> None:
         """Stop accepting, give open associations a grace period, abort the rest."""
         if self._server is None:
             return
         server, self._server = self._server, None
+        self._gate.stop_taking()
         await asyncio.to_thread(self._shutdown, server)
+        await self._gate.close(self._config.shutdown_grace_s)
         logger.info("DIMSE listener stopped")
 
     def _shutdown(self, server: ThreadedAssociationServer) -> None:

@@ -15,18 +15,15 @@ transfer syntax than the stored one.
 
 from __future__ import annotations
 
-import io
 import logging
 import socket
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 from pynetdicom.dsutils import encode
-from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     ImplementationClassUIDNotification,
@@ -35,27 +32,15 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.presentation import PresentationContext
 
+from dimse import _wire as wire
 from dimse._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dimse._stored import split_part10, stored_dataset
 
 logger = logging.getLogger(__name__)
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"  # PS3.7 A.2.1
-# PS3.8 9.3.1: PDU types.
-_ASSOCIATE_AC, _ASSOCIATE_RJ, _P_DATA = 0x02, 0x03, 0x04
-_RELEASE_RQ, _RELEASE_RP, _ABORT = 0x05, 0x06, 0x07
-_PDU_HEADER = struct.Struct(">BxL")
-_PDV_HEADER = struct.Struct(">LBB")
-# Message Control Header (PS3.8 E.2): bit 0 command, bit 1 last fragment.
-_COMMAND, _LAST = 0x01, 0x02
-_C_STORE_RQ, _C_STORE_RSP = 0x0001, 0x8001
-_DATA_SET_PRESENT = 0x0001  # any value but 0x0101 (PS3.7 E.1-1)
-# What this archive accepts in one PDU, and sends when the peer sets no limit.
+# What this archive accepts in one PDU on the associations it requests.
 RECEIVE_MAX_PDU = 1 << 20
-UNLIMITED_SEND_PDU = 1 << 20
-# PS3.8 D.1: a peer's Maximum Length counts the PDV items, each with 6 bytes
-# (item length and presentation context ID, message control header).
-_PDV_OVERHEAD = 6
 
 
 class StoreAssociationError(Exception):
@@ -93,69 +78,6 @@ class StoredInstanceDataset(Dataset):
         dataset.SOPInstanceUID = stored.sop_instance_uid
         object.__setattr__(dataset, "stored", stored)
         return dataset
-
-
-def _element(tag: int, value: bytes) -> bytes:
-    return struct.pack("<HHL", tag >> 16, tag & 0xFFFF, len(value)) + value
-
-
-def _ui(value: str) -> bytes:
-    raw = value.encode("ascii")
-    return raw + b"\x00" * (len(raw) % 2)
-
-
-def _ae(value: str) -> bytes:
-    raw = value.encode("ascii")
-    return raw + b" " * (len(raw) % 2)
-
-
-def _us(value: int) -> bytes:
-    return struct.pack("<H", value)
-
-
-def store_request_command(
-    sop_class_uid: str,
-    sop_instance_uid: str,
-    message_id: int,
-    originator_ae_title: str | None,
-    originator_message_id: int | None,
-) -> bytes:
-    """A C-STORE-RQ command set (PS3.7 9.3.1.1), Implicit VR Little Endian."""
-    body = b"".join(
-        [
-            _element(0x00000002, _ui(sop_class_uid)),
-            _element(0x00000100, _us(_C_STORE_RQ)),
-            _element(0x00000110, _us(message_id)),
-            _element(0x00000700, _us(0)),  # Priority: MEDIUM
-            _element(0x00000800, _us(_DATA_SET_PRESENT)),
-            _element(0x00001000, _ui(sop_instance_uid)),
-        ]
-    )
-    if originator_ae_title is not None and originator_message_id is not None:
-        body += _element(0x00001030, _ae(originator_ae_title))
-        body += _element(0x00001031, _us(originator_message_id))
-    return _element(0x00000000, struct.pack("<L", len(body))) + body
-
-
-def p_data_pdus(context_id: int, control: int, payload: bytes, max_pdu: int) -> bytes:
-    """``payload`` as P-DATA-TF PDUs of one PDV each (PS3.8 9.3.5, E.2)."""
-    fragment = max_pdu - _PDV_OVERHEAD if max_pdu else UNLIMITED_SEND_PDU
-    view = memoryview(payload)
-    parts: list[bytes | memoryview] = []
-    offset = 0
-    while True:
-        chunk = view[offset : offset + fragment]
-        offset += len(chunk)
-        last = offset >= len(payload)
-        parts.append(_PDU_HEADER.pack(_P_DATA, len(chunk) + _PDV_OVERHEAD))
-        parts.append(
-            _PDV_HEADER.pack(
-                len(chunk) + 2, context_id, control | (_LAST if last else 0)
-            )
-        )
-        parts.append(chunk)
-        if last:
-            return b"".join(parts)
 
 
 def _native(syntax: str) -> bool:
@@ -233,7 +155,7 @@ class StoreAssociation:
             # The retriever's placeholder for an instance it could not read.
             raise NotSendable("The instance could not be read from the archive")
         context_id, encoded = self._encoded_for_peer(stored)
-        command = store_request_command(
+        command = wire.c_store_rq(
             stored.sop_class_uid,
             stored.sop_instance_uid,
             msg_id,
@@ -242,15 +164,15 @@ class StoreAssociation:
         )
         try:
             self._sock.sendall(
-                p_data_pdus(context_id, _COMMAND, command, self._peer_max_pdu)
-                + p_data_pdus(context_id, 0, encoded, self._peer_max_pdu)
+                wire.p_data_pdus(context_id, wire.COMMAND, command, self._peer_max_pdu)
+                + wire.p_data_pdus(context_id, 0, encoded, self._peer_max_pdu)
             )
             response = self._read_command()
         except (OSError, StoreAssociationError) as error:
             self._close()
             raise StoreAssociationError(f"C-STORE failed: {error}") from None
         if (
-            response.get("CommandField") != _C_STORE_RSP
+            response.get("CommandField") != wire.C_STORE_RSP
             or response.get("MessageIDBeingRespondedTo") != msg_id
             or "Status" not in response
         ):
@@ -290,26 +212,26 @@ class StoreAssociation:
         fragments: list[bytes] = []
         while True:
             kind, body = _read_pdu(self._sock)
-            if kind == _ABORT:
+            if kind == wire.ABORT:
                 self.is_established = False
                 raise StoreAssociationError("the peer aborted the association")
-            if kind != _P_DATA:
+            if kind != wire.P_DATA:
                 raise StoreAssociationError(f"unexpected PDU type 0x{kind:02X}")
-            for control, value in _pdv_items(body):
-                if control & _COMMAND:
-                    fragments.append(value)
-                    if control & _LAST:
-                        return read_dataset(io.BytesIO(b"".join(fragments)), True, True)
+            for _, control, value in wire.pdv_items(body):
+                if control & wire.COMMAND:
+                    fragments.append(bytes(value))
+                    if control & wire.LAST:
+                        return wire.decode_command(b"".join(fragments))
 
     def release(self) -> None:
         """A-RELEASE (PS3.8 7.2): ask, wait for the reply, close."""
         if not self.is_established:
             return
         try:
-            self._sock.sendall(_PDU_HEADER.pack(_RELEASE_RQ, 4) + b"\x00" * 4)
+            self._sock.sendall(wire.release_rq())
             while True:
                 kind, _ = _read_pdu(self._sock)
-                if kind in (_RELEASE_RP, _ABORT):
+                if kind in (wire.RELEASE_RP, wire.ABORT):
                     break
         except (OSError, StoreAssociationError) as error:
             logger.debug("Release of a storage association failed: %s", error)
@@ -358,8 +280,8 @@ def _negotiated(
 ) -> tuple[dict[int, tuple[str, str]], int]:
     """Accepted contexts and the peer's Maximum Length from its answer."""
     kind, body = pdu
-    raw = _PDU_HEADER.pack(kind, len(body)) + body
-    if kind == _ASSOCIATE_RJ:
+    raw = wire.PDU_HEADER.pack(kind, len(body)) + body
+    if kind == wire.ASSOCIATE_RJ:
         rejection = A_ASSOCIATE_RJ()
         rejection.decode(raw)
         answer = rejection.to_primitive()
@@ -367,9 +289,9 @@ def _negotiated(
             f"rejected the association ({answer.result_str}, {answer.source_str}, "
             f"{answer.reason_str})"
         )
-    if kind == _ABORT:
+    if kind == wire.ABORT:
         raise StoreAssociationError("aborted the association request")
-    if kind != _ASSOCIATE_AC:
+    if kind != wire.ASSOCIATE_AC:
         raise StoreAssociationError(f"answered with PDU type 0x{kind:02X}")
     acceptance = A_ASSOCIATE_AC()
     acceptance.decode(raw)
@@ -389,25 +311,9 @@ def _negotiated(
     for item in answer.user_information:
         if isinstance(item, MaximumLengthNotification):
             peer_max = int(item.maximum_length_received or 0)
-    if 0 < peer_max <= _PDV_OVERHEAD:
+    if 0 < peer_max <= wire.PDV_OVERHEAD:
         raise StoreAssociationError(f"offered a Maximum Length of {peer_max} bytes")
     return accepted, peer_max
-
-
-def _pdv_items(body: bytes) -> list[tuple[int, bytes]]:
-    """(message control header, fragment) of each PDV item of a P-DATA-TF."""
-    items = []
-    offset = 0
-    while offset < len(body):
-        if offset + _PDV_HEADER.size > len(body):
-            raise StoreAssociationError("a P-DATA-TF PDU ends inside a PDV header")
-        length, _context, control = _PDV_HEADER.unpack_from(body, offset)
-        end = offset + 4 + length
-        if length < 2 or end > len(body):
-            raise StoreAssociationError("a PDV item's length runs past its PDU")
-        items.append((control, body[offset + _PDV_HEADER.size : end]))
-        offset = end
-    return items
 
 
 def _read_exactly(sock: socket.socket, size: int) -> bytes:
@@ -423,7 +329,7 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
-    kind, length = _PDU_HEADER.unpack(_read_exactly(sock, _PDU_HEADER.size))
+    kind, length = wire.PDU_HEADER.unpack(_read_exactly(sock, wire.PDU_HEADER.size))
     if length > RECEIVE_MAX_PDU:
         raise StoreAssociationError(
             f"a {length}-byte PDU of type 0x{kind:02X} exceeds our Maximum Length"
@@ -432,9 +338,7 @@ def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
 
 
 def _send_abort(sock: socket.socket) -> None:
-    pdu = A_ABORT_RQ()
-    pdu.source, pdu.reason_diagnostic = 0x00, 0x00  # service user, no reason
     try:
-        sock.sendall(bytes(pdu.encode()))
+        sock.sendall(wire.abort(source=0x00, reason=0x00))  # service user
     except OSError:
         pass

@@ -318,7 +318,9 @@ class ScriptedStorage:
             event.assoc.abort()
             return 0xA700  # never sent: the association is gone
         self.received.append(event.encoded_dataset())
-        self.received_wire.append(event.request.DataSet.getvalue())
+        request = event.request
+        assert isinstance(request, C_STORE) and request.DataSet is not None
+        self.received_wire.append(request.DataSet.getvalue())
         self.received_syntaxes.append(str(event.context.transfer_syntax))
         return self.status_for.get(uid, self.default_status)
 

@@ -7,7 +7,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
@@ -15,7 +15,7 @@ from pynetdicom import build_context
 
 from archive.peers import PeerDirectory
 from archive.service import Archive
-from dimse._contexts import VERIFICATION
+from dimse._contexts import STUDY_ROOT_FIND, VERIFICATION
 from dimse.listener import DimseListener, ListenerConfig
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.dimse.helpers import dcmtk, new_ae, run_tool, with_meta
@@ -117,29 +117,42 @@ async def test_listener_sets_tcp_nodelay_on_association_sockets(
     )
     await listener.start()
     try:
-        flags = await asyncio.to_thread(_nodelay_while_associated, listener)
+        # A query association is pynetdicom's; a verification-only one the gate's.
+        served = await asyncio.to_thread(
+            _nodelay_while_associated, listener, STUDY_ROOT_FIND
+        )
+        gated = await asyncio.to_thread(_nodelay_while_associated, listener, None)
     finally:
         await listener.stop()
-    assert flags == [1]
+    assert served == [1]
+    assert gated == [1]
 
 
-def _nodelay_while_associated(listener: DimseListener) -> list[int]:
+def _nodelay_while_associated(
+    listener: DimseListener, query_model: str | None
+) -> list[int]:
+    """TCP_NODELAY of the served sockets while a probe is associated."""
     ae = new_ae("PROBE")
+    contexts = [build_context(VERIFICATION)]
+    if query_model is not None:
+        contexts.append(build_context(query_model))
     assoc = ae.associate(
-        "127.0.0.1",
-        listener.port,
-        contexts=[build_context(VERIFICATION)],
-        ae_title="NODELAY",
+        "127.0.0.1", listener.port, contexts=contexts, ae_title="NODELAY"
     )
     try:
         assert assoc.is_established
         assert assoc.send_c_echo().Status == 0x0000
-        flags = []
-        for served in listener.ae.active_associations:
-            sock = served.dul.socket.socket if served.dul.socket else None
-            assert isinstance(sock, socket.socket)
-            flags.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-        return flags
+        sockets: list[Any] = []
+        if query_model is None:
+            sockets += listener.storage_sockets()
+        else:
+            for served in listener.ae.active_associations:
+                sock = served.dul.socket.socket if served.dul.socket else None
+                assert isinstance(sock, socket.socket)
+                sockets.append(sock)
+        return [
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for sock in sockets
+        ]
     finally:
         assoc.release()
         ae.shutdown()

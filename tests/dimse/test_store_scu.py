@@ -27,7 +27,8 @@ from pydicom.uid import (
 )
 
 from dimse._contexts import STUDY_ROOT_MOVE
-from dimse.store_scu import p_data_pdus, store_request_command
+from dimse._wire import c_store_rq as store_request_command
+from dimse._wire import p_data_pdus
 from tests.conftest import RunningServer
 from tests.dimse.helpers import (
     ScriptedStorage,

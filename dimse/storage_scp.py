@@ -1,0 +1,504 @@
+"""Storage associations served on the event loop (PS3.4 B, PS3.7 9.1.1, PS3.8 9).
+
+Most associations a modality or a PACS opens only send instances: they
+propose Storage SOP classes, perhaps Verification, and nothing else. Such an
+association is served here, as a task of the server's event loop: P-DATA is
+reassembled as it arrives and each C-STORE goes straight to ingest, with no
+threads of its own and no polling.
+
+Every other association goes to pynetdicom exactly as before: query/retrieve,
+SCP/SCU role selection or any other extended negotiation, a caller the policy
+refuses, an association request that does not decode or in which no context
+could be accepted. The decision is made on the A-ASSOCIATE-RQ read with
+MSG_PEEK, so pynetdicom still finds it on the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
+    MaximumLengthNotification,
+)
+from pynetdicom.presentation import PresentationContext
+
+from dimse import _wire as wire
+from dimse._contexts import STORAGE_SOP_CLASSES, VERIFICATION, accepted_contexts
+from dimse._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dimse.c_store import StoreHandler
+
+logger = logging.getLogger(__name__)
+
+APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"  # PS3.7 A.2.1
+# An A-ASSOCIATE-RQ larger than this goes to pynetdicom (128 contexts fit).
+MAX_REQUEST_BYTES = 1 << 16
+_PEEK_WAIT_S = 0.002
+# How often a connection still being read checks that the listener goes on.
+_STOP_CHECK_S = 0.2
+# PS3.8 9.3.3.2 presentation context results.
+_ACCEPTED, _ABSTRACT_NOT_SUPPORTED, _SYNTAXES_NOT_SUPPORTED = 0, 3, 4
+# A-ABORT from the service provider (PS3.8 9.3.8): unexpected PDU, or
+# unrecognised PDU parameter.
+_PROVIDER = 2
+_UNEXPECTED_PDU, _UNRECOGNISED_PARAMETER = 2, 6
+
+
+@dataclass(frozen=True)
+class StoragePlan:
+    """How a plain storage association is accepted."""
+
+    calling_ae_title: str
+    called_ae_title: str
+    # Presentation context ID -> (abstract syntax, accepted transfer syntax).
+    accepted: dict[int, tuple[str, str]]
+    # Every proposed context with its result, for the A-ASSOCIATE-AC.
+    results: list[PresentationContext]
+    # The caller's Maximum Length (0: none).
+    peer_max_pdu: int
+
+
+def _supported() -> dict[str, tuple[str, ...]]:
+    storage = set(STORAGE_SOP_CLASSES) | {VERIFICATION}
+    return {
+        context.abstract_syntax: context.transfer_syntaxes
+        for context in accepted_contexts()
+        if context.abstract_syntax in storage
+    }
+
+
+_SUPPORTED = _supported()
+_SERVED_ELSEWHERE = frozenset(
+    context.abstract_syntax
+    for context in accepted_contexts()
+    if context.abstract_syntax not in _SUPPORTED
+)
+
+
+def plan_storage(request: A_ASSOCIATE) -> StoragePlan | None:
+    """The plan for a plain storage association, or None to leave it to pynetdicom.
+
+    Plain: the DICOM application context, only Storage and Verification among
+    the abstract syntaxes this listener serves, and no user information but
+    the Maximum Length and implementation items. Each context gets the
+    caller's first proposed transfer syntax that the listener supports for it
+    (as pynetdicom does here, see ``in_requestor_order``).
+    """
+    if str(request.application_context_name) != APPLICATION_CONTEXT:
+        return None
+    peer_max = None
+    for item in request.user_information:
+        if isinstance(item, MaximumLengthNotification):
+            peer_max = int(item.maximum_length_received or 0)
+        elif not isinstance(
+            item,
+            (ImplementationClassUIDNotification, ImplementationVersionNameNotification),
+        ):
+            return None  # role selection, extended negotiation, user identity...
+    if peer_max is None or 0 < peer_max <= wire.PDV_OVERHEAD:
+        return None
+    accepted: dict[int, tuple[str, str]] = {}
+    results: list[PresentationContext] = []
+    for proposed in request.presentation_context_definition_list:
+        abstract = str(proposed.abstract_syntax)
+        if abstract in _SERVED_ELSEWHERE:
+            return None
+        offered = [str(syntax) for syntax in proposed.transfer_syntax]
+        ours = _SUPPORTED.get(abstract, ())
+        chosen = next((syntax for syntax in offered if syntax in ours), None)
+        result = PresentationContext()
+        result.context_id = proposed.context_id
+        result.abstract_syntax = abstract
+        if chosen is not None:
+            result.transfer_syntax = [chosen]
+            result.result = _ACCEPTED
+            accepted[int(proposed.context_id or 0)] = (abstract, chosen)
+        else:
+            result.transfer_syntax = [*offered[:1]] or [UID(APPLICATION_CONTEXT)]
+            result.result = (
+                _SYNTAXES_NOT_SUPPORTED
+                if abstract in _SUPPORTED
+                else _ABSTRACT_NOT_SUPPORTED
+            )
+        results.append(result)
+    if not accepted:
+        return None
+    return StoragePlan(
+        calling_ae_title=str(request.calling_ae_title).strip(),
+        called_ae_title=str(request.called_ae_title),
+        accepted=accepted,
+        results=results,
+        peer_max_pdu=peer_max,
+    )
+
+
+def associate_ac(request: A_ASSOCIATE, plan: StoragePlan, max_pdu: int) -> bytes:
+    """The A-ASSOCIATE-AC for ``plan`` (PS3.8 9.3.3), with our Maximum Length."""
+    answer = A_ASSOCIATE()
+    answer.application_context_name = UID(APPLICATION_CONTEXT)
+    answer.calling_ae_title = request.calling_ae_title
+    answer.called_ae_title = request.called_ae_title
+    answer.result = 0x00
+    answer.result_source = 0x01
+    answer.presentation_context_definition_results_list = plan.results
+    maximum = MaximumLengthNotification()
+    maximum.maximum_length_received = max_pdu
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = UID(IMPLEMENTATION_CLASS_UID)
+    version = ImplementationVersionNameNotification()
+    version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    answer.user_information = [maximum, implementation, version]
+    pdu = A_ASSOCIATE_AC()
+    pdu.from_primitive(answer)
+    return bytes(pdu.encode())
+
+
+def peek_request(
+    sock: socket.socket, timeout_s: float, stopping: threading.Event
+) -> bytes | None:
+    """The whole first PDU if it is an A-ASSOCIATE-RQ, left unread on the socket.
+
+    Raises ``TimeoutError`` if ``stopping`` is set first (server shutdown).
+    """
+    deadline = time.monotonic() + timeout_s
+    wanted = wire.PDU_HEADER.size
+    while True:
+        if stopping.is_set():
+            raise TimeoutError("the listener is stopping")
+        sock.settimeout(min(_STOP_CHECK_S, max(0.001, deadline - time.monotonic())))
+        try:
+            head = sock.recv(wanted, socket.MSG_PEEK)
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                return None
+            continue
+        if not head:
+            return None  # closed
+        if len(head) >= wire.PDU_HEADER.size:
+            kind, length = wire.PDU_HEADER.unpack_from(head)
+            if kind != wire.ASSOCIATE_RQ or length > MAX_REQUEST_BYTES:
+                return None
+            wanted = wire.PDU_HEADER.size + length
+            if len(head) >= wanted:
+                return head[:wanted]
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(_PEEK_WAIT_S)
+
+
+class StorageGate:
+    """Takes plain storage associations off pynetdicom's hands (see module doc).
+
+    ``take`` runs on the thread pynetdicom's server started for the
+    connection; ``others`` counts the associations pynetdicom is serving, so
+    that the limit on associations holds for both together.
+    """
+
+    def __init__(
+        self,
+        store: StoreHandler,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_pdu: int,
+        timeout_s: float,
+        max_associations: int,
+        refuses: Callable[[str], bool],
+        others: Callable[[], int],
+    ) -> None:
+        self._store = store
+        self._loop = loop
+        self._max_pdu = max_pdu
+        self._timeout_s = timeout_s
+        self._max_associations = max_associations
+        self._refuses = refuses
+        self._others = others
+        self._lock = threading.Lock()
+        self._sessions: set[StorageSession] = set()
+        self._stopping = threading.Event()
+
+    @property
+    def active(self) -> int:
+        """Associations served here now."""
+        with self._lock:
+            return len(self._sessions)
+
+    def take(self, sock: socket.socket, address: tuple[str, int]) -> bool:
+        """Serve the connection here and return True, or return False for pynetdicom."""
+        try:
+            raw = peek_request(sock, self._timeout_s, self._stopping)
+            if raw is None:
+                return False
+        except TimeoutError:
+            sock.close()  # the listener stops: nobody serves this connection
+            return True
+        except OSError:
+            return False  # pynetdicom meets the same broken connection
+        try:
+            decoded = A_ASSOCIATE_RQ()
+            decoded.decode(raw)
+            request = decoded.to_primitive()
+            plan = plan_storage(request)
+        except Exception:  # noqa: BLE001 - whatever does not decode is pynetdicom's
+            return False
+        if plan is None or self._refuses(plan.calling_ae_title):
+            return False
+        session: StorageSession | None = None
+        try:
+            sock.settimeout(self._timeout_s)
+            _consume(sock, len(raw))
+            with self._lock:
+                full = len(self._sessions) + self._others() >= self._max_associations
+                session = None if full else StorageSession(self, plan, address)
+                if session is not None:
+                    self._sessions.add(session)
+            if session is None:
+                logger.warning(
+                    "Association refused from %r at %s:%d: %d associations open "
+                    "(dimse_max_associations)",
+                    plan.calling_ae_title,
+                    *address,
+                    self._max_associations,
+                )
+                # Rejected-transient, service provider (presentation), local limit.
+                sock.sendall(wire.reject(0x02, 0x03, 0x02))
+                sock.close()
+                return True
+            sock.sendall(associate_ac(request, plan, self._max_pdu))
+        except OSError as error:
+            logger.info("Association request from %s:%d failed: %s", *address, error)
+            if session is not None:
+                self._end(session)
+            sock.close()
+            return True
+        logger.info(
+            "Association accepted from %s at %s:%d", plan.calling_ae_title, *address
+        )
+        asyncio.run_coroutine_threadsafe(session.run(sock), self._loop)
+        return True
+
+    def _end(self, session: StorageSession) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    def stop_taking(self) -> None:
+        """Stop reading association requests (server shutdown)."""
+        self._stopping.set()
+
+    async def close(self, grace_s: float) -> None:
+        """Give open associations ``grace_s`` to finish, then abort them (shutdown)."""
+        deadline = time.monotonic() + grace_s
+        while self.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        with self._lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            logger.warning(
+                "Aborting association with %s on shutdown", session.calling_ae_title
+            )
+            session.abort()
+
+    def sockets(self) -> list[Any]:
+        """The sockets of the associations served here now (for their options)."""
+        with self._lock:
+            sessions = list(self._sessions)
+        return [sock for session in sessions if (sock := session.transport_socket)]
+
+    def max_pdu(self) -> int:
+        """The Maximum Length this listener announced."""
+        return self._max_pdu
+
+    def timeout_s(self) -> float:
+        """Idle time after which an association is aborted."""
+        return self._timeout_s
+
+    async def store(
+        self, plan: StoragePlan, context_id: int, command: Dataset, data_set: bytes
+    ) -> int:
+        """The status of one C-STORE (the listener's C-STORE handler decides)."""
+        abstract, syntax = plan.accepted[context_id]
+        return await self._store.status(
+            plan.calling_ae_title,
+            str(command.get("AffectedSOPClassUID", "")),
+            str(command.get("AffectedSOPInstanceUID", "")),
+            abstract,
+            syntax,
+            data_set,
+        )
+
+
+def _consume(sock: socket.socket, size: int) -> None:
+    received = 0
+    while received < size:
+        chunk = sock.recv(size - received)
+        if not chunk:
+            raise ConnectionError("closed while the request was read")
+        received += len(chunk)
+
+
+class StorageSession:
+    """One plain storage association, served on the event loop."""
+
+    def __init__(
+        self, gate: StorageGate, plan: StoragePlan, address: tuple[str, int]
+    ) -> None:
+        self._gate = gate
+        self._plan = plan
+        self._address = address
+        self._writer: asyncio.StreamWriter | None = None
+
+    @property
+    def transport_socket(self) -> Any:
+        """The event loop's view of the association's socket, once served."""
+        return None if self._writer is None else self._writer.get_extra_info("socket")
+
+    @property
+    def calling_ae_title(self) -> str:
+        """The caller's AE title."""
+        return self._plan.calling_ae_title
+
+    def abort(self) -> None:
+        """Abort the association now (from the event loop's thread)."""
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(wire.abort(_PROVIDER, 0))
+            self._writer.close()
+
+    async def run(self, sock: socket.socket) -> None:
+        """Serve the association until it is released, aborted or idle too long."""
+        who = (self._plan.calling_ae_title, *self._address)
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock)
+        except OSError:
+            sock.close()
+            self._gate._end(self)
+            return
+        self._writer = writer
+        try:
+            await self._serve(reader, writer)
+            logger.info("Association released by %s at %s:%d", *who)
+        except wire.WireError as error:
+            logger.warning("Association with %s at %s:%d aborted: %s", *who, error)
+            reason = (
+                _UNEXPECTED_PDU if "PDU type" in str(error) else _UNRECOGNISED_PARAMETER
+            )
+            writer.write(wire.abort(_PROVIDER, reason))
+        except TimeoutError:
+            logger.warning("Association with %s at %s:%d idle too long, aborted", *who)
+            writer.write(wire.abort(_PROVIDER, 0))
+        except (asyncio.IncompleteReadError, ConnectionError) as error:
+            logger.info("Association with %s at %s:%d ended: %s", *who, error)
+        except _Aborted:
+            logger.info("Association aborted with %s at %s:%d", *who)
+        finally:
+            self._gate._end(self)
+            writer.close()
+
+    async def _read_pdu(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
+        async with asyncio.timeout(self._gate.timeout_s()):
+            header = await reader.readexactly(wire.PDU_HEADER.size)
+            kind, length = wire.PDU_HEADER.unpack(header)
+            limit = self._gate.max_pdu()
+            if kind == wire.P_DATA and limit and length > limit:
+                raise wire.WireError(
+                    f"A {length}-byte P-DATA-TF PDU exceeds the Maximum Length {limit}"
+                )
+            if kind != wire.P_DATA and length > MAX_REQUEST_BYTES:
+                raise wire.WireError(f"A {length}-byte PDU of type 0x{kind:02X}")
+            return kind, await reader.readexactly(length)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        command_parts: list[bytes] = []
+        data_parts: list[bytes] = []
+        # The C-STORE-RQ whose data set is arriving, and its context.
+        waiting: tuple[int, Dataset] | None = None
+        while True:
+            kind, body = await self._read_pdu(reader)
+            if kind == wire.RELEASE_RQ:
+                writer.write(wire.release_rp())
+                await writer.drain()
+                return
+            if kind == wire.ABORT:
+                raise _Aborted
+            if kind != wire.P_DATA:
+                raise wire.WireError(f"Unexpected PDU type 0x{kind:02X}")
+            for context_id, control, fragment in wire.pdv_items(body):
+                if context_id not in self._plan.accepted:
+                    raise wire.WireError(
+                        f"A PDV on presentation context {context_id}, not accepted"
+                    )
+                if control & wire.COMMAND:
+                    if waiting is not None:
+                        raise wire.WireError("A command arrived before the data set")
+                    command_parts.append(bytes(fragment))
+                    if not control & wire.LAST:
+                        continue
+                    command = wire.decode_command(b"".join(command_parts))
+                    command_parts = []
+                    waiting = await self._on_command(context_id, command, writer)
+                else:
+                    if waiting is None or waiting[0] != context_id:
+                        raise wire.WireError("A data set arrived without its command")
+                    data_parts.append(bytes(fragment))
+                    if control & wire.LAST:
+                        data, data_parts = b"".join(data_parts), []
+                        await self._on_store(*waiting, data, writer)
+                        waiting = None
+
+    async def _on_command(
+        self, context_id: int, command: Dataset, writer: asyncio.StreamWriter
+    ) -> tuple[int, Dataset] | None:
+        field = command.get("CommandField")
+        has_data = (
+            command.get("CommandDataSetType", wire.NO_DATA_SET) != wire.NO_DATA_SET
+        )
+        if field == wire.C_STORE_RQ and has_data:
+            return context_id, command
+        if field == wire.C_ECHO_RQ and not has_data:
+            abstract, _ = self._plan.accepted[context_id]
+            response = wire.c_echo_rsp(abstract, int(command.get("MessageID", 0)))
+            await self._send(context_id, response, writer)
+            return None
+        raise wire.WireError(
+            f"Command 0x{int(field or 0):04X} is not served on a storage association"
+        )
+
+    async def _on_store(
+        self,
+        context_id: int,
+        command: Dataset,
+        data_set: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        status = await self._gate.store(self._plan, context_id, command, data_set)
+        response = wire.c_store_rsp(
+            str(command.get("AffectedSOPClassUID", "")),
+            str(command.get("AffectedSOPInstanceUID", "")),
+            int(command.get("MessageID", 0)),
+            status,
+        )
+        await self._send(context_id, response, writer)
+
+    async def _send(
+        self, context_id: int, command: bytes, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(
+            wire.p_data_pdus(context_id, wire.COMMAND, command, self._plan.peer_max_pdu)
+        )
+        await writer.drain()
+
+
+class _Aborted(Exception):
+    """The peer sent A-ABORT."""

@@ -1,0 +1,379 @@
+"""Storage associations served on the event loop (dimse.storage_scp).
+
+Which associations the gate takes (the rest stay pynetdicom's), and how the
+archive's own path answers a peer that breaks PS3.8: an A-ABORT, with nothing
+already stored lost or changed. The raw peers here are the archive's own
+storage requestor (``dimse.store_scu``) driven past its rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+
+import httpx
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+)
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    AsynchronousOperationsWindowNegotiation,
+    ImplementationClassUIDNotification,
+    MaximumLengthNotification,
+    SCP_SCU_RoleSelectionNegotiation,
+    UserIdentityNegotiation,
+)
+from pynetdicom.presentation import build_context
+
+from archive.peers import PeerDirectory
+from archive.service import Archive
+from dimse import _wire as wire
+from dimse._contexts import STUDY_ROOT_FIND, VERIFICATION
+from dimse.listener import DimseListener, ListenerConfig
+from dimse.storage_scp import plan_storage
+from dimse.store_scu import (
+    StoreAssociation,
+    StoreAssociationError,
+    StoredInstanceDataset,
+    StoredObject,
+)
+from tests.conftest import RunningServer
+from tests.dimse.helpers import dataset_bytes, wado_instance
+from tests.factory import make_ct, part10
+
+pytestmark = pytest.mark.timeout(60)
+
+APPLICATION_CONTEXT = UID("1.2.840.10008.3.1.1.1")
+
+
+def _request(
+    contexts: list[tuple[str, list[str]]], *extra: object, application: str = ""
+) -> A_ASSOCIATE:
+    request = A_ASSOCIATE()
+    request.application_context_name = UID(application or APPLICATION_CONTEXT)
+    request.calling_ae_title = "MODALITY"
+    request.called_ae_title = "DICOMVAULT"
+    proposed = []
+    for index, (abstract, syntaxes) in enumerate(contexts):
+        context = build_context(abstract, syntaxes)
+        context.context_id = 2 * index + 1
+        proposed.append(context)
+    request.presentation_context_definition_list = proposed
+    maximum = MaximumLengthNotification()
+    maximum.maximum_length_received = 16384
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = UID("1.2.3.4")
+    request.user_information = [maximum, implementation, *extra]  # type: ignore[list-item]
+    return request
+
+
+def test_a_plain_storage_request_is_planned_with_the_callers_first_syntax() -> None:
+    plan = plan_storage(
+        _request(
+            [
+                (CTImageStorage, [ImplicitVRLittleEndian, ExplicitVRLittleEndian]),
+                (VERIFICATION, [ImplicitVRLittleEndian]),
+                ("1.2.3.4.5.6", [ImplicitVRLittleEndian]),
+                (CTImageStorage, ["1.2.3.999"]),
+            ]
+        )
+    )
+    assert plan is not None
+    assert plan.accepted == {
+        1: (CTImageStorage, ImplicitVRLittleEndian),
+        3: (VERIFICATION, ImplicitVRLittleEndian),
+    }
+    results = {int(c.context_id or 0): c.result for c in plan.results}
+    # PS3.8 9.3.3.2: abstract syntax (3) and transfer syntaxes (4) not supported.
+    assert results == {1: 0, 3: 0, 5: 3, 7: 4}
+    assert plan.peer_max_pdu == 16384
+    assert plan.calling_ae_title == "MODALITY"
+
+
+def _role() -> SCP_SCU_RoleSelectionNegotiation:
+    item = SCP_SCU_RoleSelectionNegotiation()
+    item.sop_class_uid = CTImageStorage
+    item.scu_role, item.scp_role = True, True
+    return item
+
+
+def _window() -> AsynchronousOperationsWindowNegotiation:
+    item = AsynchronousOperationsWindowNegotiation()
+    item.maximum_number_operations_invoked = 2
+    item.maximum_number_operations_performed = 2
+    return item
+
+
+def _identity() -> UserIdentityNegotiation:
+    item = UserIdentityNegotiation()
+    item.user_identity_type = 1
+    item.primary_field = b"someone"
+    return item
+
+
+@pytest.mark.parametrize(
+    ("contexts", "extra", "application"),
+    [
+        (
+            [
+                (CTImageStorage, [ExplicitVRLittleEndian]),
+                (STUDY_ROOT_FIND, [ExplicitVRLittleEndian]),
+            ],
+            (),
+            "",
+        ),
+        ([(CTImageStorage, [ExplicitVRLittleEndian])], (_role(),), ""),
+        ([(CTImageStorage, [ExplicitVRLittleEndian])], (_window(),), ""),
+        ([(CTImageStorage, [ExplicitVRLittleEndian])], (_identity(),), ""),
+        ([(CTImageStorage, [ExplicitVRLittleEndian])], (), "1.2.3.4"),
+        ([(CTImageStorage, ["1.2.3.999"])], (), ""),
+        ([("1.2.3.4.5.6", [ExplicitVRLittleEndian])], (), ""),
+    ],
+    ids=["query", "role", "window", "identity", "context", "no-syntax", "no-class"],
+)
+def test_anything_but_plain_storage_is_left_to_pynetdicom(
+    contexts: list[tuple[str, list[str]]], extra: tuple[object, ...], application: str
+) -> None:
+    assert plan_storage(_request(contexts, *extra, application=application)) is None
+
+
+def _stored(ds_bytes: bytes, sop_class: str, sop: str) -> StoredInstanceDataset:
+    return StoredInstanceDataset.of(StoredObject(sop_class, sop, ds_bytes))
+
+
+def _associate(
+    server: RunningServer, syntax: str = ExplicitVRLittleEndian
+) -> StoreAssociation:
+    return StoreAssociation.request(
+        ("127.0.0.1", server.dimse_port),
+        "RAWPEER",
+        server.ae_title,
+        [build_context(CTImageStorage, [syntax])],
+        30,
+    )
+
+
+def _answer(assoc: StoreAssociation) -> int:
+    """The type of the next PDU the server sends (0 when it closed)."""
+    sock = assoc._sock
+    sock.settimeout(30)
+    header = sock.recv(6)
+    return header[0] if header else 0
+
+
+def _still_stores(server: RunningServer) -> None:
+    ds = make_ct()
+    assoc = _associate(server)
+    try:
+        status = assoc.send_c_store(
+            _stored(part10(ds), CTImageStorage, ds.SOPInstanceUID), msg_id=1
+        )
+    finally:
+        assoc.release()
+    assert int(status.Status) == 0x0000
+
+
+def test_a_store_cut_into_small_pdus_arrives_whole(server: RunningServer) -> None:
+    ds = make_ct(rows=64, columns=64)
+    data = part10(ds)
+    assoc = _associate(server)
+    assoc._peer_max_pdu = 4096  # as if the archive had asked for small PDUs
+    try:
+        status = assoc.send_c_store(
+            _stored(data, CTImageStorage, ds.SOPInstanceUID), msg_id=7
+        )
+    finally:
+        assoc.release()
+    assert int(status.Status) == 0x0000
+    assert status.MessageIDBeingRespondedTo == 7
+    assert status.AffectedSOPInstanceUID == ds.SOPInstanceUID
+    stored = wado_instance(
+        server, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
+    assert dataset_bytes(stored) == dataset_bytes(data)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["unaccepted context", "data before command", "query command", "not a PDU type"],
+)
+def test_a_peer_breaking_the_protocol_is_aborted_and_nothing_is_lost(
+    server: RunningServer, hostile: str
+) -> None:
+    kept = make_ct()
+    assoc = _associate(server)
+    assert (
+        int(
+            assoc.send_c_store(
+                _stored(part10(kept), CTImageStorage, kept.SOPInstanceUID), msg_id=1
+            ).Status
+        )
+        == 0
+    )
+    context_id = next(iter(assoc._accepted))
+    command = wire.c_store_rq(CTImageStorage, "1.2.3", 2, None, None)
+    if hostile == "unaccepted context":
+        sent = wire.p_data_pdus(99, wire.COMMAND, command, 0)
+    elif hostile == "data before command":
+        sent = wire.p_data_pdus(context_id, 0, b"\x08\x00\x18\x00", 0)
+    elif hostile == "query command":
+        find = Dataset()
+        find.CommandGroupLength = 0
+        find.AffectedSOPClassUID = CTImageStorage
+        find.CommandField = 0x0020  # C-FIND-RQ
+        find.MessageID = 2
+        find.Priority = 0
+        find.CommandDataSetType = 0x0001
+        encoded = encode(find, True, True)
+        assert encoded is not None
+        sent = wire.p_data_pdus(context_id, wire.COMMAND, encoded, 0)
+    else:
+        sent = b"\x09\x00\x00\x00\x00\x04\x00\x00\x00\x00"
+    assoc._sock.sendall(sent)
+    assert _answer(assoc) == wire.ABORT
+    assoc._sock.close()
+    stored = wado_instance(
+        server, kept.StudyInstanceUID, kept.SeriesInstanceUID, kept.SOPInstanceUID
+    )
+    assert dataset_bytes(stored) == dataset_bytes(part10(kept))
+    _still_stores(server)
+
+
+def test_a_store_cut_off_midway_stores_nothing_and_can_be_sent_again(
+    server: RunningServer,
+) -> None:
+    ds = make_ct(rows=64, columns=64)
+    data = part10(ds)
+    assoc = _associate(server)
+    context_id = next(iter(assoc._accepted))
+    command = wire.c_store_rq(CTImageStorage, ds.SOPInstanceUID, 1, None, None)
+    pdus = wire.p_data_pdus(context_id, 0, data[200:], 1024)
+    assoc._sock.sendall(
+        wire.p_data_pdus(context_id, wire.COMMAND, command, 0) + pdus[: len(pdus) // 2]
+    )
+    assoc._sock.close()
+    url = (
+        f"{server.dicomweb_url}/studies/{ds.StudyInstanceUID}/series/"
+        f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    )
+    assert httpx.get(url, timeout=30).status_code == 404
+    again = _associate(server)
+    try:
+        status = again.send_c_store(
+            _stored(data, CTImageStorage, ds.SOPInstanceUID), msg_id=1
+        )
+    finally:
+        again.release()
+    assert int(status.Status) == 0x0000
+
+
+def test_a_data_set_in_another_syntax_than_its_context_is_refused_c000(
+    server: RunningServer,
+) -> None:
+    ds = make_ct()
+    # Explicit VR bytes on a context accepted for Implicit VR Little Endian.
+    explicit = part10(ds, ExplicitVRLittleEndian)
+    assoc = _associate(server, ImplicitVRLittleEndian)
+    try:
+        context_id = next(iter(assoc._accepted))
+        assert assoc._accepted[context_id][1] == ImplicitVRLittleEndian
+        assoc._accepted[context_id] = (CTImageStorage, ExplicitVRLittleEndian)
+        status = assoc.send_c_store(
+            _stored(explicit, CTImageStorage, ds.SOPInstanceUID), msg_id=3
+        )
+    finally:
+        assoc.release()
+    assert int(status.Status) == 0xC000
+
+
+def test_a_compressed_syntax_is_accepted_only_if_proposed(
+    server: RunningServer,
+) -> None:
+    assoc = _associate(server, JPEGBaseline8Bit)
+    try:
+        assert list(assoc._accepted.values()) == [(CTImageStorage, JPEGBaseline8Bit)]
+    finally:
+        assoc.release()
+
+
+@pytest.fixture
+def small_listener(
+    tmp_path: Path,
+) -> Iterator[tuple[DimseListener, asyncio.AbstractEventLoop]]:
+    """A listener allowing one association, serving C-ECHO only (no archive)."""
+    loop = asyncio.new_event_loop()
+    config = ListenerConfig(
+        host="127.0.0.1", port=0, ae_title="SMALL", max_associations=1
+    )
+    listener = DimseListener(
+        cast(Archive, object()), cast(PeerDirectory, object()), config, loop
+    )
+    runner = _LoopThread(loop)
+    runner.call(listener.start())
+    yield listener, loop
+    runner.call(listener.stop())
+    runner.stop()
+
+
+class _LoopThread:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def call(self, coroutine: object) -> object:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def _verify(port: int) -> StoreAssociation:
+    return StoreAssociation.request(
+        ("127.0.0.1", port), "PROBE", "SMALL", [build_context(VERIFICATION)], 30
+    )
+
+
+def test_the_association_limit_counts_the_storage_associations(
+    small_listener: tuple[DimseListener, asyncio.AbstractEventLoop],
+) -> None:
+    listener, _ = small_listener
+    first = _verify(listener.port)
+    try:
+        with pytest.raises(StoreAssociationError, match="rejected"):
+            _verify(listener.port)
+    finally:
+        first.release()
+    for _ in range(100):  # the release is seen by the loop shortly after
+        try:
+            _verify(listener.port).release()
+            break
+        except StoreAssociationError:
+            time.sleep(0.05)
+    else:
+        pytest.fail("a new association is still refused after the release")
+
+
+def test_an_idle_connection_that_sends_nothing_is_left_to_time_out(
+    small_listener: tuple[DimseListener, asyncio.AbstractEventLoop],
+) -> None:
+    listener, _ = small_listener
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as idle:
+        idle.sendall(b"\x01\x00")  # half a PDU header, then nothing
+        # Meanwhile the association limit is not taken by it.
+        second = _verify(listener.port)
+        second.release()
