@@ -39,6 +39,7 @@ from dimse import _wire as wire
 from dimse._contexts import STORAGE_SOP_CLASSES, VERIFICATION, accepted_contexts
 from dimse._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dimse.c_store import StoreHandler
+from dimse.errors import OUT_OF_RESOURCES
 
 logger = logging.getLogger(__name__)
 
@@ -328,14 +329,25 @@ class StorageGate:
     ) -> int:
         """The status of one C-STORE (the listener's C-STORE handler decides)."""
         abstract, syntax = plan.accepted[context_id]
-        return await self._store.status(
-            plan.calling_ae_title,
-            str(command.get("AffectedSOPClassUID", "")),
-            str(command.get("AffectedSOPInstanceUID", "")),
-            abstract,
-            syntax,
-            data_set,
-        )
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._store.status(
+                    plan.calling_ae_title,
+                    str(command.get("AffectedSOPClassUID", "")),
+                    str(command.get("AffectedSOPInstanceUID", "")),
+                    abstract,
+                    syntax,
+                    data_set,
+                )
+        except TimeoutError:
+            logger.warning(
+                "C-STORE from %s refused with 0x%04X: the archive did not answer "
+                "within %s s (dimse_timeout_s)",
+                plan.calling_ae_title,
+                OUT_OF_RESOURCES,
+                self._timeout_s,
+            )
+            return OUT_OF_RESOURCES
 
 
 def _consume(sock: socket.socket, size: int) -> None:
