@@ -286,7 +286,11 @@ class StorageGate:
         logger.info(
             "Association accepted from %s at %s:%d", plan.calling_ae_title, *address
         )
-        asyncio.run_coroutine_threadsafe(session.run(sock), self._loop)
+        try:
+            asyncio.run_coroutine_threadsafe(session.run(sock), self._loop)
+        except RuntimeError:  # the event loop is closing
+            self._end(session)
+            sock.close()
         return True
 
     def _end(self, session: StorageSession) -> None:
@@ -478,13 +482,14 @@ class StorageSession:
         )
         if field == wire.C_STORE_RQ and has_data:
             return context_id, command
-        if field == wire.C_ECHO_RQ and not has_data:
-            abstract, _ = self._plan.accepted[context_id]
+        abstract, _ = self._plan.accepted[context_id]
+        if field == wire.C_ECHO_RQ and not has_data and abstract == VERIFICATION:
             response = wire.c_echo_rsp(abstract, int(command.get("MessageID", 0)))
             await self._send(context_id, response, writer)
             return None
         raise wire.WireError(
-            f"Command 0x{int(field or 0):04X} is not served on a storage association"
+            f"Command 0x{int(field or 0):04X} is not served on presentation context "
+            f"{context_id} ({abstract}) of a storage association"
         )
 
     async def _on_store(

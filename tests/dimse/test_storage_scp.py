@@ -207,7 +207,13 @@ def test_a_store_cut_into_small_pdus_arrives_whole(server: RunningServer) -> Non
 
 @pytest.mark.parametrize(
     "hostile",
-    ["unaccepted context", "data before command", "query command", "not a PDU type"],
+    [
+        "unaccepted context",
+        "data before command",
+        "query command",
+        "echo on a storage context",
+        "not a PDU type",
+    ],
 )
 def test_a_peer_breaking_the_protocol_is_aborted_and_nothing_is_lost(
     server: RunningServer, hostile: str
@@ -228,15 +234,19 @@ def test_a_peer_breaking_the_protocol_is_aborted_and_nothing_is_lost(
         sent = wire.p_data_pdus(99, wire.COMMAND, command, 0)
     elif hostile == "data before command":
         sent = wire.p_data_pdus(context_id, 0, b"\x08\x00\x18\x00", 0)
-    elif hostile == "query command":
-        find = Dataset()
-        find.CommandGroupLength = 0
-        find.AffectedSOPClassUID = CTImageStorage
-        find.CommandField = 0x0020  # C-FIND-RQ
-        find.MessageID = 2
-        find.Priority = 0
-        find.CommandDataSetType = 0x0001
-        encoded = encode(find, True, True)
+    elif hostile in ("query command", "echo on a storage context"):
+        other = Dataset()
+        other.CommandGroupLength = 0
+        other.AffectedSOPClassUID = CTImageStorage
+        other.MessageID = 2
+        if hostile == "query command":
+            other.CommandField = 0x0020  # C-FIND-RQ
+            other.Priority = 0
+            other.CommandDataSetType = 0x0001
+        else:
+            other.CommandField = 0x0030  # C-ECHO-RQ
+            other.CommandDataSetType = 0x0101
+        encoded = encode(other, True, True)
         assert encoded is not None
         sent = wire.p_data_pdus(context_id, wire.COMMAND, encoded, 0)
     else:

@@ -27,8 +27,7 @@ from pydicom.uid import (
 )
 
 from dimse._contexts import STUDY_ROOT_MOVE
-from dimse._wire import c_store_rq as store_request_command
-from dimse._wire import p_data_pdus
+from dimse._wire import c_store_rq, p_data_pdus
 from tests.conftest import RunningServer
 from tests.dimse.helpers import (
     ScriptedStorage,
@@ -95,7 +94,7 @@ def _command(encoded: bytes) -> Dataset:
 
 def test_the_c_store_request_command_reads_back_with_its_group_length() -> None:
     sop = "1.2.3.4.5"  # odd length: padded with NUL
-    encoded = store_request_command(CTImageStorage, sop, 7, "MOVER", 3)
+    encoded = c_store_rq(CTImageStorage, sop, 7, "MOVER", 3)
     command = _command(encoded)
     assert command.CommandGroupLength == len(encoded) - 12
     assert command.AffectedSOPClassUID == CTImageStorage
@@ -109,7 +108,7 @@ def test_the_c_store_request_command_reads_back_with_its_group_length() -> None:
 
 
 def test_a_request_without_an_originator_leaves_both_originator_fields_out() -> None:
-    command = _command(store_request_command(CTImageStorage, "1.2.3", 1, None, None))
+    command = _command(c_store_rq(CTImageStorage, "1.2.3", 1, None, None))
     assert "MoveOriginatorApplicationEntityTitle" not in command
     assert "MoveOriginatorMessageID" not in command
 
