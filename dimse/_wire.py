@@ -3,7 +3,7 @@
 What the archive's own storage paths send and read: P-DATA-TF PDUs of one PDV
 each, the release and abort PDUs, and the C-STORE and C-ECHO command sets in
 Implicit VR Little Endian. The association PDUs (A-ASSOCIATE-RQ/AC) are
-pynetdicom's encoders.
+pynetdicom's encoders, given this archive's User Information items.
 """
 
 from __future__ import annotations
@@ -13,6 +13,16 @@ import struct
 
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
+from pydicom.uid import UID
+from pynetdicom.pdu_primitives import (
+    ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
+    MaximumLengthNotification,
+)
+
+from dimse._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+
+APPLICATION_CONTEXT = UID("1.2.840.10008.3.1.1.1")  # PS3.7 A.2.1
 
 # PS3.8 9.3.1: PDU types.
 ASSOCIATE_RQ, ASSOCIATE_AC, ASSOCIATE_RJ = 0x01, 0x02, 0x03
@@ -32,6 +42,27 @@ C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
 NO_DATA_SET = 0x0101
 _DATA_SET_PRESENT = 0x0001  # any value but 0x0101
+
+
+UserItem = (
+    MaximumLengthNotification
+    | ImplementationClassUIDNotification
+    | ImplementationVersionNameNotification
+)
+
+
+def user_information(max_pdu: int) -> list[UserItem]:
+    """This archive's User Information items (PS3.7 D.3.3).
+
+    Maximum Length, Implementation Class UID and Implementation Version Name.
+    """
+    maximum = MaximumLengthNotification()
+    maximum.maximum_length_received = max_pdu
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = UID(IMPLEMENTATION_CLASS_UID)
+    version = ImplementationVersionNameNotification()
+    version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    return [maximum, implementation, version]
 
 
 class WireError(Exception):

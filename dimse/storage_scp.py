@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
@@ -37,13 +36,11 @@ from pynetdicom.presentation import PresentationContext
 
 from dimse import _wire as wire
 from dimse._contexts import STORAGE_SOP_CLASSES, VERIFICATION, accepted_contexts
-from dimse._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dimse.c_store import StoreHandler
 from dimse.errors import OUT_OF_RESOURCES
 
 logger = logging.getLogger(__name__)
 
-APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"  # PS3.7 A.2.1
 # An A-ASSOCIATE-RQ larger than this goes to pynetdicom (128 contexts fit).
 MAX_REQUEST_BYTES = 1 << 16
 _PEEK_WAIT_S = 0.002
@@ -97,7 +94,7 @@ def plan_storage(request: A_ASSOCIATE) -> StoragePlan | None:
     caller's first proposed transfer syntax that the listener supports for it
     (as pynetdicom does here, see ``in_requestor_order``).
     """
-    if str(request.application_context_name) != APPLICATION_CONTEXT:
+    if str(request.application_context_name) != wire.APPLICATION_CONTEXT:
         return None
     peer_max = None
     for item in request.user_information:
@@ -127,7 +124,7 @@ def plan_storage(request: A_ASSOCIATE) -> StoragePlan | None:
             result.result = _ACCEPTED
             accepted[int(proposed.context_id or 0)] = (abstract, chosen)
         else:
-            result.transfer_syntax = [*offered[:1]] or [UID(APPLICATION_CONTEXT)]
+            result.transfer_syntax = [*offered[:1]] or [wire.APPLICATION_CONTEXT]
             result.result = (
                 _SYNTAXES_NOT_SUPPORTED
                 if abstract in _SUPPORTED
@@ -148,19 +145,13 @@ def plan_storage(request: A_ASSOCIATE) -> StoragePlan | None:
 def associate_ac(request: A_ASSOCIATE, plan: StoragePlan, max_pdu: int) -> bytes:
     """The A-ASSOCIATE-AC for ``plan`` (PS3.8 9.3.3), with our Maximum Length."""
     answer = A_ASSOCIATE()
-    answer.application_context_name = UID(APPLICATION_CONTEXT)
+    answer.application_context_name = wire.APPLICATION_CONTEXT
     answer.calling_ae_title = request.calling_ae_title
     answer.called_ae_title = request.called_ae_title
     answer.result = 0x00
     answer.result_source = 0x01
     answer.presentation_context_definition_results_list = plan.results
-    maximum = MaximumLengthNotification()
-    maximum.maximum_length_received = max_pdu
-    implementation = ImplementationClassUIDNotification()
-    implementation.implementation_class_uid = UID(IMPLEMENTATION_CLASS_UID)
-    version = ImplementationVersionNameNotification()
-    version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-    answer.user_information = [maximum, implementation, version]
+    answer.user_information = wire.user_information(max_pdu)  # type: ignore[assignment]
     pdu = A_ASSOCIATE_AC()
     pdu.from_primitive(answer)
     return bytes(pdu.encode())

@@ -26,19 +26,15 @@ from pynetdicom.dsutils import encode
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
     MaximumLengthNotification,
 )
 from pynetdicom.presentation import PresentationContext
 
 from dimse import _wire as wire
-from dimse._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dimse._stored import split_part10, stored_dataset
 
 logger = logging.getLogger(__name__)
 
-APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"  # PS3.7 A.2.1
 # What this archive accepts in one PDU on the associations it requests.
 RECEIVE_MAX_PDU = 1 << 20
 
@@ -252,7 +248,7 @@ def _associate_request(
     calling: str, called: str, proposed: dict[int, PresentationContext]
 ) -> bytes:
     primitive = A_ASSOCIATE()
-    primitive.application_context_name = UID(APPLICATION_CONTEXT)
+    primitive.application_context_name = wire.APPLICATION_CONTEXT
     primitive.calling_ae_title = calling
     primitive.called_ae_title = called
     contexts = []
@@ -263,13 +259,9 @@ def _associate_request(
         copy.transfer_syntax = list(context.transfer_syntax)
         contexts.append(copy)
     primitive.presentation_context_definition_list = contexts
-    maximum = MaximumLengthNotification()
-    maximum.maximum_length_received = RECEIVE_MAX_PDU
-    implementation = ImplementationClassUIDNotification()
-    implementation.implementation_class_uid = UID(IMPLEMENTATION_CLASS_UID)
-    version = ImplementationVersionNameNotification()
-    version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-    primitive.user_information = [maximum, implementation, version]
+    primitive.user_information = wire.user_information(  # type: ignore[assignment]
+        RECEIVE_MAX_PDU
+    )
     pdu = A_ASSOCIATE_RQ()
     pdu.from_primitive(primitive)
     return bytes(pdu.encode())

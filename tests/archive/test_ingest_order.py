@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from pydicom.dataset import Dataset
 
 from archive.errors import StoreUnavailable
 from archive.index import Index
@@ -67,9 +68,8 @@ async def _rows(index: Index, sop_instance_uid: str) -> int:
     return int(count)
 
 
-async def test_the_index_row_is_committed_only_after_the_object_is_written(
-    index: Index,
-) -> None:
+async def _store_held(index: Index) -> tuple[HeldStore, Dataset, asyncio.Task[Any]]:
+    """Start storing a new instance into a held store; return once its write began."""
     store = HeldStore()
     ds = make_ct()
     data = part10(ds)
@@ -77,6 +77,13 @@ async def test_the_index_row_is_committed_only_after_the_object_is_written(
         _ingestor(index, store).store(io.BytesIO(data), len(data))
     )
     assert await asyncio.to_thread(store.entered.wait, 30)
+    return store, ds, task
+
+
+async def test_the_index_row_is_committed_only_after_the_object_is_written(
+    index: Index,
+) -> None:
+    store, ds, task = await _store_held(index)
     # The rows may be added already, but nobody else sees them yet.
     await asyncio.sleep(0.2)
     assert await _rows(index, ds.SOPInstanceUID) == 0
@@ -119,13 +126,7 @@ async def test_a_resent_instance_writes_no_second_object(index: Index) -> None:
 async def test_a_cancelled_store_leaves_no_row_and_removes_its_object(
     index: Index,
 ) -> None:
-    store = HeldStore()
-    ds = make_ct()
-    data = part10(ds)
-    task = asyncio.create_task(
-        _ingestor(index, store).store(io.BytesIO(data), len(data))
-    )
-    assert await asyncio.to_thread(store.entered.wait, 30)
+    store, ds, task = await _store_held(index)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

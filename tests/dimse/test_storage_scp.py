@@ -12,9 +12,9 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -75,7 +75,8 @@ def _request(
     maximum.maximum_length_received = 16384
     implementation = ImplementationClassUIDNotification()
     implementation.implementation_class_uid = UID("1.2.3.4")
-    request.user_information = [maximum, implementation, *extra]  # type: ignore[list-item]
+    items: list[Any] = [maximum, implementation, *extra]
+    request.user_information = items
     return request
 
 
@@ -173,29 +174,43 @@ def _answer(assoc: StoreAssociation) -> int:
     return header[0] if header else 0
 
 
-def _still_stores(server: RunningServer) -> None:
-    ds = make_ct()
-    assoc = _associate(server)
+def _send_one(
+    server: RunningServer,
+    data: bytes,
+    sop: str,
+    *,
+    msg_id: int = 1,
+    syntax: str = ExplicitVRLittleEndian,
+    max_pdu: int | None = None,
+    sent_as: str | None = None,
+) -> Dataset:
+    """One C-STORE on a fresh association; the C-STORE-RSP.
+
+    ``max_pdu`` overrides the PDU size the archive asked for; ``sent_as``
+    makes the sender believe its context was accepted in that syntax.
+    """
+    assoc = _associate(server, syntax)
     try:
-        status = assoc.send_c_store(
-            _stored(part10(ds), CTImageStorage, ds.SOPInstanceUID), msg_id=1
-        )
+        if max_pdu is not None:
+            assoc._peer_max_pdu = max_pdu
+        if sent_as is not None:
+            (context_id,) = assoc._accepted
+            assoc._accepted[context_id] = (CTImageStorage, sent_as)
+        return assoc.send_c_store(_stored(data, CTImageStorage, sop), msg_id=msg_id)
     finally:
         assoc.release()
-    assert int(status.Status) == 0x0000
+
+
+def _still_stores(server: RunningServer) -> None:
+    ds = make_ct()
+    assert int(_send_one(server, part10(ds), ds.SOPInstanceUID).Status) == 0x0000
 
 
 def test_a_store_cut_into_small_pdus_arrives_whole(server: RunningServer) -> None:
     ds = make_ct(rows=64, columns=64)
     data = part10(ds)
-    assoc = _associate(server)
-    assoc._peer_max_pdu = 4096  # as if the archive had asked for small PDUs
-    try:
-        status = assoc.send_c_store(
-            _stored(data, CTImageStorage, ds.SOPInstanceUID), msg_id=7
-        )
-    finally:
-        assoc.release()
+    # As if the archive had asked for small PDUs.
+    status = _send_one(server, data, ds.SOPInstanceUID, msg_id=7, max_pdu=4096)
     assert int(status.Status) == 0x0000
     assert status.MessageIDBeingRespondedTo == 7
     assert status.AffectedSOPInstanceUID == ds.SOPInstanceUID
@@ -279,14 +294,7 @@ def test_a_store_cut_off_midway_stores_nothing_and_can_be_sent_again(
         f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
     )
     assert httpx.get(url, timeout=30).status_code == 404
-    again = _associate(server)
-    try:
-        status = again.send_c_store(
-            _stored(data, CTImageStorage, ds.SOPInstanceUID), msg_id=1
-        )
-    finally:
-        again.release()
-    assert int(status.Status) == 0x0000
+    assert int(_send_one(server, data, ds.SOPInstanceUID).Status) == 0x0000
 
 
 def test_a_data_set_in_another_syntax_than_its_context_is_refused_c000(
@@ -295,16 +303,13 @@ def test_a_data_set_in_another_syntax_than_its_context_is_refused_c000(
     ds = make_ct()
     # Explicit VR bytes on a context accepted for Implicit VR Little Endian.
     explicit = part10(ds, ExplicitVRLittleEndian)
-    assoc = _associate(server, ImplicitVRLittleEndian)
-    try:
-        context_id = next(iter(assoc._accepted))
-        assert assoc._accepted[context_id][1] == ImplicitVRLittleEndian
-        assoc._accepted[context_id] = (CTImageStorage, ExplicitVRLittleEndian)
-        status = assoc.send_c_store(
-            _stored(explicit, CTImageStorage, ds.SOPInstanceUID), msg_id=3
-        )
-    finally:
-        assoc.release()
+    status = _send_one(
+        server,
+        explicit,
+        ds.SOPInstanceUID,
+        syntax=ImplicitVRLittleEndian,
+        sent_as=ExplicitVRLittleEndian,
+    )
     assert int(status.Status) == 0xC000
 
 
@@ -343,8 +348,8 @@ class _LoopThread:
         self._thread = threading.Thread(target=loop.run_forever, daemon=True)
         self._thread.start()
 
-    def call(self, coroutine: object) -> object:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30)  # type: ignore[arg-type]
+    def call(self, coroutine: Coroutine[Any, Any, object]) -> object:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30)
 
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
