@@ -204,21 +204,58 @@ class Ingestor:
         try:
             # Shielded: a cancelled request does not stop the write midway.
             await asyncio.shield(write)
-            if existing is None:
-                if await self._index.insert_instance(study, series, instance):
-                    logger.info("Stored instance (%d bytes)", size)
-                    return self._result(parsed, Outcome.STORED)
-                # Another sender indexed the same UID between our look-up and now.
-                self._discard(write, key)
-                return await self._settle_race(parsed, digests)
-            old_key = await self._index.replace_instance(study, series, instance)
         except BaseException:
             self._discard(write, key)
             raise
+        # The index write, once begun, runs to its end even if the request is
+        # cancelled (a timeout): a statement cut off may still have committed,
+        # and then its object must stay. What it did decides the object's fate.
+        indexing = asyncio.ensure_future(
+            self._index_write(existing is None, study, series, instance)
+        )
+        try:
+            added, old_key = await asyncio.shield(indexing)
+        except BaseException:
+            indexing.add_done_callback(lambda done: self._settle_object(done, key))
+            raise
+        if not added:
+            # Another sender indexed the same UID between our look-up and now.
+            self._discard(write, key)
+            return await self._settle_race(parsed, digests)
+        if existing is None:
+            logger.info("Stored instance (%d bytes)", size)
+            return self._result(parsed, Outcome.STORED)
         if old_key is not None:
             await asyncio.to_thread(self._delete_quietly, old_key)
         logger.info("Replaced instance with new content (%d bytes)", size)
         return self._result(parsed, Outcome.REPLACED)
+
+    async def _index_write(
+        self, new: bool, study: StudyRow, series: SeriesRow, instance: InstanceRow
+    ) -> tuple[bool, str | None]:
+        """Insert (``new``) or replace the rows: (added, object key replaced)."""
+        if new:
+            return await self._index.insert_instance(study, series, instance), None
+        return True, await self._index.replace_instance(study, series, instance)
+
+    def _settle_object(
+        self, indexing: asyncio.Future[tuple[bool, str | None]], key: str
+    ) -> None:
+        """After a cancelled request: keep the object if its row was committed."""
+        added, old_key = False, None
+        if not indexing.cancelled() and indexing.exception() is None:
+            added, old_key = indexing.result()
+        removals = [old_key] if added and old_key is not None else []
+        if not added:
+            removals.append(key)
+        for removal in removals:
+            self._remove_later(removal)
+
+    def _remove_later(self, key: str) -> None:
+        """Remove an object in the background (kept referenced until done)."""
+        task = asyncio.ensure_future(asyncio.to_thread(self._delete_quietly, key))
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
 
     def _discard(self, write: asyncio.Future[None], key: str) -> None:
         """Remove the object ``write`` makes, once it has been written (or not)."""
@@ -226,9 +263,7 @@ class Ingestor:
         def remove(done: asyncio.Future[None]) -> None:
             if done.cancelled() or done.exception() is not None:
                 return  # nothing was written (a failed write cleans up after itself)
-            task = asyncio.ensure_future(asyncio.to_thread(self._delete_quietly, key))
-            self._removals.add(task)
-            task.add_done_callback(self._removals.discard)
+            self._remove_later(key)
 
         write.add_done_callback(remove)
 

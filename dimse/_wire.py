@@ -177,19 +177,23 @@ def c_store_rq(
 
 
 def c_store_rsp(
-    sop_class_uid: str, sop_instance_uid: str, message_id: int, status: int
+    sop_class_uid: str | None,
+    sop_instance_uid: str | None,
+    message_id: int,
+    status: int,
 ) -> bytes:
-    """A C-STORE-RSP command set (PS3.7 9.3.1.2)."""
-    return _command(
-        [
-            _element(0x00000002, _ui(sop_class_uid)),
-            _element(0x00000100, _us(C_STORE_RSP)),
-            _element(0x00000120, _us(message_id)),
-            _element(0x00000800, _us(NO_DATA_SET)),
-            _element(0x00000900, _us(status)),
-            _element(0x00001000, _ui(sop_instance_uid)),
-        ]
-    )
+    """A C-STORE-RSP command set (PS3.7 9.3.1.2); a UID of None is left out."""
+    elements = [
+        _element(0x00000100, _us(C_STORE_RSP)),
+        _element(0x00000120, _us(message_id)),
+        _element(0x00000800, _us(NO_DATA_SET)),
+        _element(0x00000900, _us(status)),
+    ]
+    if sop_class_uid is not None:
+        elements.insert(0, _element(0x00000002, _ui(sop_class_uid)))
+    if sop_instance_uid is not None:
+        elements.append(_element(0x00001000, _ui(sop_instance_uid)))
+    return _command(elements)
 
 
 def c_echo_rsp(sop_class_uid: str, message_id: int) -> bytes:

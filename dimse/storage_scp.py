@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 # An A-ASSOCIATE-RQ larger than this goes to pynetdicom (128 contexts fit).
 MAX_REQUEST_BYTES = 1 << 16
-_PEEK_WAIT_S = 0.002
 # How often a connection still being read checks that the listener goes on.
 _STOP_CHECK_S = 0.2
 # PS3.8 9.3.3.2 presentation context results.
@@ -109,7 +108,11 @@ def plan_storage(request: A_ASSOCIATE) -> StoragePlan | None:
         return None
     accepted: dict[int, tuple[str, str]] = {}
     results: list[PresentationContext] = []
-    for proposed in request.presentation_context_definition_list:
+    proposals = request.presentation_context_definition_list
+    ids = [int(proposed.context_id or 0) for proposed in proposals]
+    if len(set(ids)) != len(ids) or any(i % 2 == 0 for i in ids):
+        return None  # PS3.8 9.3.2.2: unique odd IDs
+    for proposed in proposals:
         abstract = str(proposed.abstract_syntax)
         if abstract in _SERVED_ELSEWHERE:
             return None
@@ -157,37 +160,45 @@ def associate_ac(request: A_ASSOCIATE, plan: StoragePlan, max_pdu: int) -> bytes
     return bytes(pdu.encode())
 
 
+class Unserved(Exception):
+    """The connection ends before an association: closed, stalled or shutting down."""
+
+
 def peek_request(
     sock: socket.socket, timeout_s: float, stopping: threading.Event
 ) -> bytes | None:
     """The whole first PDU if it is an A-ASSOCIATE-RQ, left unread on the socket.
 
-    Raises ``TimeoutError`` if ``stopping`` is set first (server shutdown).
+    None when the first PDU is another (pynetdicom answers it). Each peek
+    waits, without spinning, until the bytes it wants are there (SO_RCVLOWAT).
+    Raises ``Unserved`` when the peer closes, sends no whole request within
+    ``timeout_s`` (the ARTIM timer, PS3.8 9.1.5) or ``stopping`` is set.
     """
     deadline = time.monotonic() + timeout_s
     wanted = wire.PDU_HEADER.size
-    while True:
-        if stopping.is_set():
-            raise TimeoutError("the listener is stopping")
-        sock.settimeout(min(_STOP_CHECK_S, max(0.001, deadline - time.monotonic())))
-        try:
-            head = sock.recv(wanted, socket.MSG_PEEK)
-        except TimeoutError:
-            if time.monotonic() >= deadline:
-                return None
-            continue
-        if not head:
-            return None  # closed
-        if len(head) >= wire.PDU_HEADER.size:
+    try:
+        while True:
+            if stopping.is_set():
+                raise Unserved("the listener is stopping")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Unserved(f"no whole association request within {timeout_s} s")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, wanted)
+            sock.settimeout(min(_STOP_CHECK_S, left))
+            try:
+                head = sock.recv(wanted, socket.MSG_PEEK)
+            except TimeoutError:
+                continue
+            if len(head) < wanted:
+                raise Unserved("closed before a whole association request")
             kind, length = wire.PDU_HEADER.unpack_from(head)
             if kind != wire.ASSOCIATE_RQ or length > MAX_REQUEST_BYTES:
                 return None
+            if len(head) == wire.PDU_HEADER.size + length:
+                return head
             wanted = wire.PDU_HEADER.size + length
-            if len(head) >= wanted:
-                return head[:wanted]
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(_PEEK_WAIT_S)
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
 
 class StorageGate:
@@ -219,6 +230,8 @@ class StorageGate:
         self._lock = threading.Lock()
         self._sessions: set[StorageSession] = set()
         self._stopping = threading.Event()
+        # Connections whose association request is still being read.
+        self._reading = 0
 
     @property
     def active(self) -> int:
@@ -227,42 +240,91 @@ class StorageGate:
             return len(self._sessions)
 
     def take(self, sock: socket.socket, address: tuple[str, int]) -> bool:
-        """Serve the connection here and return True, or return False for pynetdicom."""
+        """Serve the connection here and return True, or return False for pynetdicom.
+
+        Connections still sending their request count against the association
+        limit too: beyond it a new one is closed at once. Any association
+        request is refused here (local limit exceeded) when the associations
+        of both paths together reach the limit.
+        """
+        before = sock.gettimeout()
+        with self._lock:
+            crowded = self._reading >= self._max_associations
+            self._reading += 0 if crowded else 1
+        if crowded:
+            logger.warning(
+                "Connection from %s:%d closed: %d connections are still sending "
+                "their association request (dimse_max_associations)",
+                *address,
+                self._max_associations,
+            )
+            sock.close()
+            return True
         try:
             raw = peek_request(sock, self._timeout_s, self._stopping)
-            if raw is None:
-                return False
-        except TimeoutError:
-            sock.close()  # the listener stops: nobody serves this connection
+        except Unserved as error:
+            logger.info("Connection from %s:%d closed: %s", *address, error)
+            sock.close()
             return True
         except OSError:
+            sock.settimeout(before)
             return False  # pynetdicom meets the same broken connection
-        try:
-            decoded = A_ASSOCIATE_RQ()
-            decoded.decode(raw)
-            request = decoded.to_primitive()
-            plan = plan_storage(request)
-        except Exception:  # noqa: BLE001 - whatever does not decode is pynetdicom's
-            return False
+        finally:
+            with self._lock:
+                self._reading -= 1
+        request, plan = _planned(raw)
+        if raw is not None and request is not None and self._full():
+            caller = str(request.calling_ae_title).strip()
+            self._refuse_full(sock, caller, address, len(raw))
+            return True
         if plan is None or self._refuses(plan.calling_ae_title):
+            sock.settimeout(before)
             return False
+        assert raw is not None and request is not None
+        return self._accept(sock, address, raw, request, plan)
+
+    def _full(self) -> bool:
+        with self._lock:
+            return len(self._sessions) + self._others() >= self._max_associations
+
+    def _refuse_full(
+        self, sock: socket.socket, caller: str, address: tuple[str, int], size: int
+    ) -> None:
+        """A-ASSOCIATE-RJ for the request of ``size`` bytes waiting on ``sock``."""
+        logger.warning(
+            "Association refused from %r at %s:%d: %d associations open "
+            "(dimse_max_associations)",
+            caller,
+            *address,
+            self._max_associations,
+        )
+        try:
+            sock.settimeout(self._timeout_s)
+            _consume(sock, size)
+            # Rejected-transient, service provider (presentation), local limit.
+            sock.sendall(wire.reject(0x02, 0x03, 0x02))
+        except OSError:
+            pass
+        sock.close()
+
+    def _accept(
+        self,
+        sock: socket.socket,
+        address: tuple[str, int],
+        raw: bytes,
+        request: A_ASSOCIATE,
+        plan: StoragePlan,
+    ) -> bool:
         session: StorageSession | None = None
         try:
             sock.settimeout(self._timeout_s)
             _consume(sock, len(raw))
             with self._lock:
                 full = len(self._sessions) + self._others() >= self._max_associations
-                session = None if full else StorageSession(self, plan, address)
-                if session is not None:
+                if not full:
+                    session = StorageSession(self, plan, address)
                     self._sessions.add(session)
             if session is None:
-                logger.warning(
-                    "Association refused from %r at %s:%d: %d associations open "
-                    "(dimse_max_associations)",
-                    plan.calling_ae_title,
-                    *address,
-                    self._max_associations,
-                )
                 # Rejected-transient, service provider (presentation), local limit.
                 sock.sendall(wire.reject(0x02, 0x03, 0x02))
                 sock.close()
@@ -345,6 +407,19 @@ class StorageGate:
             return OUT_OF_RESOURCES
 
 
+def _planned(raw: bytes | None) -> tuple[A_ASSOCIATE | None, StoragePlan | None]:
+    """The decoded request and its storage plan; None for what does not decode."""
+    if raw is None:
+        return None, None
+    try:
+        decoded = A_ASSOCIATE_RQ()
+        decoded.decode(raw)
+        request = decoded.to_primitive()
+    except Exception:  # noqa: BLE001 - whatever does not decode is pynetdicom's
+        return None, None
+    return request, plan_storage(request)
+
+
 def _consume(sock: socket.socket, size: int) -> None:
     received = 0
     while received < size:
@@ -407,6 +482,9 @@ class StorageSession:
             logger.info("Association with %s at %s:%d ended: %s", *who, error)
         except _Aborted:
             logger.info("Association aborted with %s at %s:%d", *who)
+        except Exception:
+            logger.exception("Association with %s at %s:%d failed; aborted", *who)
+            writer.write(wire.abort(_PROVIDER, 0))
         finally:
             self._gate._end(self)
             writer.close()
@@ -428,6 +506,7 @@ class StorageSession:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         command_parts: list[bytes] = []
+        command_context = 0
         data_parts: list[bytes] = []
         # The C-STORE-RQ whose data set is arriving, and its context.
         waiting: tuple[int, Dataset] | None = None
@@ -449,6 +528,11 @@ class StorageSession:
                 if control & wire.COMMAND:
                     if waiting is not None:
                         raise wire.WireError("A command arrived before the data set")
+                    if command_parts and command_context != context_id:
+                        raise wire.WireError(
+                            "The fragments of one command came on two contexts"
+                        )
+                    command_context = context_id
                     command_parts.append(bytes(fragment))
                     if not control & wire.LAST:
                         continue
@@ -467,19 +551,18 @@ class StorageSession:
     async def _on_command(
         self, context_id: int, command: Dataset, writer: asyncio.StreamWriter
     ) -> tuple[int, Dataset] | None:
-        field = command.get("CommandField")
-        has_data = (
-            command.get("CommandDataSetType", wire.NO_DATA_SET) != wire.NO_DATA_SET
-        )
+        field = _us_value(command, "CommandField")
+        _us_value(command, "MessageID")
+        has_data = _us_value(command, "CommandDataSetType") != wire.NO_DATA_SET
         if field == wire.C_STORE_RQ and has_data:
             return context_id, command
         abstract, _ = self._plan.accepted[context_id]
         if field == wire.C_ECHO_RQ and not has_data and abstract == VERIFICATION:
-            response = wire.c_echo_rsp(abstract, int(command.get("MessageID", 0)))
+            response = wire.c_echo_rsp(abstract, int(command.MessageID))
             await self._send(context_id, response, writer)
             return None
         raise wire.WireError(
-            f"Command 0x{int(field or 0):04X} is not served on presentation context "
+            f"Command 0x{field:04X} is not served on presentation context "
             f"{context_id} ({abstract}) of a storage association"
         )
 
@@ -491,10 +574,11 @@ class StorageSession:
         writer: asyncio.StreamWriter,
     ) -> None:
         status = await self._gate.store(self._plan, context_id, command, data_set)
+        # The UIDs are echoed only when they can be (PS3.7 9.3.1.2: optional).
         response = wire.c_store_rsp(
-            str(command.get("AffectedSOPClassUID", "")),
-            str(command.get("AffectedSOPInstanceUID", "")),
-            int(command.get("MessageID", 0)),
+            _echoable(command.get("AffectedSOPClassUID")),
+            _echoable(command.get("AffectedSOPInstanceUID")),
+            int(command.MessageID),
             status,
         )
         await self._send(context_id, response, writer)
@@ -506,6 +590,22 @@ class StorageSession:
             wire.p_data_pdus(context_id, wire.COMMAND, command, self._plan.peer_max_pdu)
         )
         await writer.drain()
+
+
+def _us_value(command: Dataset, keyword: str) -> int:
+    """A mandatory US element of a command set (PS3.7 9.3, E.1)."""
+    value = command.get(keyword)
+    if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+        raise wire.WireError(f"The command has no single US value for {keyword}")
+    return value
+
+
+def _echoable(value: object) -> str | None:
+    """A UID from a request as it may go back in a response, or None."""
+    text = "" if value is None else str(value)
+    if not text.isascii() or len(text) > 64:
+        return None
+    return text
 
 
 class _Aborted(Exception):

@@ -153,3 +153,44 @@ async def test_a_released_connection_gets_no_reset_round_trip(index: Index) -> N
         await conn.fetchval("SELECT 1")
     inner.remove_query_logger(log)
     assert queries == ["SELECT 1"]
+
+
+async def test_a_store_cancelled_while_its_row_is_written_keeps_a_committed_row_whole(
+    index: Index,
+) -> None:
+    """A timeout may cut a request off after its insert was sent: if that commits,
+    the object stays, so the row never points at nothing."""
+    store = MemoryStore()
+    ds = make_ct()
+    data = part10(ds)
+    async with index.acquire() as blocker, blocker.transaction():
+        await blocker.execute("LOCK TABLE instance IN EXCLUSIVE MODE")
+        task = asyncio.create_task(
+            _ingestor(index, store).store(io.BytesIO(data), len(data))
+        )
+        for _ in range(200):
+            # Activity statistics are a snapshot per transaction: renew it.
+            await blocker.execute("SELECT pg_stat_clear_snapshot()")
+            waiting = await blocker.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.02)
+        assert waiting
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # The lock is gone: the insert that was sent commits now.
+    for _ in range(100):
+        if await _rows(index, ds.SOPInstanceUID):
+            break
+        await asyncio.sleep(0.05)
+    assert await _rows(index, ds.SOPInstanceUID) == 1
+    await asyncio.sleep(0.2)  # any removal would have run by now
+    async with index.acquire() as conn:
+        key = await conn.fetchval(
+            "SELECT object_key FROM instance WHERE sop_instance_uid = $1",
+            ds.SOPInstanceUID,
+        )
+    assert list(store.keys()) == [key]

@@ -50,7 +50,7 @@ from dimse.store_scu import (
     StoredObject,
 )
 from tests.conftest import RunningServer
-from tests.dimse.helpers import dataset_bytes, wado_instance
+from tests.dimse.helpers import dataset_bytes, new_ae, wado_instance
 from tests.factory import make_ct, part10
 
 pytestmark = pytest.mark.timeout(60)
@@ -150,6 +150,13 @@ def test_anything_but_plain_storage_is_left_to_pynetdicom(
     assert plan_storage(_request(contexts, *extra, application=application)) is None
 
 
+def test_duplicate_context_ids_are_left_to_pynetdicom() -> None:
+    request = _request([(CTImageStorage, [ExplicitVRLittleEndian])] * 2)
+    first, second = request.presentation_context_definition_list
+    second.context_id = first.context_id
+    assert plan_storage(request) is None
+
+
 def _stored(ds_bytes: bytes, sop_class: str, sop: str) -> StoredInstanceDataset:
     return StoredInstanceDataset.of(StoredObject(sop_class, sop, ds_bytes))
 
@@ -227,6 +234,7 @@ def test_a_store_cut_into_small_pdus_arrives_whole(server: RunningServer) -> Non
         "data before command",
         "query command",
         "echo on a storage context",
+        "message ID of two values",
         "not a PDU type",
     ],
 )
@@ -264,6 +272,12 @@ def test_a_peer_breaking_the_protocol_is_aborted_and_nothing_is_lost(
         encoded = encode(other, True, True)
         assert encoded is not None
         sent = wire.p_data_pdus(context_id, wire.COMMAND, encoded, 0)
+    elif hostile == "message ID of two values":
+        # (0000,0110) US with a 4-byte value: two Message IDs.
+        at = command.index(b"\x00\x00\x10\x01\x02\x00\x00\x00")
+        twice = command[:at] + b"\x00\x00\x10\x01\x04\x00\x00\x00\x02\x00\x02\x00"
+        twice += command[at + 10 :]
+        sent = wire.p_data_pdus(context_id, wire.COMMAND, twice, 0)
     else:
         sent = b"\x09\x00\x00\x00\x00\x04\x00\x00\x00\x00"
     assoc._sock.sendall(sent)
@@ -383,12 +397,78 @@ def test_the_association_limit_counts_the_storage_associations(
         pytest.fail("a new association is still refused after the release")
 
 
-def test_an_idle_connection_that_sends_nothing_is_left_to_time_out(
+def test_a_command_split_over_two_contexts_is_aborted(server: RunningServer) -> None:
+    assoc = StoreAssociation.request(
+        ("127.0.0.1", server.dimse_port),
+        "RAWPEER",
+        server.ae_title,
+        [build_context(VERIFICATION), build_context(CTImageStorage)],
+        30,
+    )
+    first, second = sorted(assoc._accepted)
+    echo = wire.c_echo_rsp(VERIFICATION, 1)  # any command bytes will do
+    head = wire.p_data_pdus(first, wire.COMMAND, echo[:20], 0)
+    # Clear the last-fragment bit: more of this command is to come.
+    head = head[:11] + bytes([wire.COMMAND]) + head[12:]
+    assoc._sock.sendall(head + wire.p_data_pdus(second, wire.COMMAND, echo[20:], 0))
+    assert _answer(assoc) == wire.ABORT
+    assoc._sock.close()
+    _still_stores(server)
+
+
+def test_the_association_limit_also_refuses_query_associations(
+    small_listener: tuple[DimseListener, asyncio.AbstractEventLoop],
+) -> None:
+    listener, _ = small_listener
+    stored = _verify(listener.port)
+    try:
+        ae = new_ae("QUERY")
+        query = ae.associate(
+            "127.0.0.1",
+            listener.port,
+            contexts=[build_context(STUDY_ROOT_FIND)],
+            ae_title="SMALL",
+        )
+        ae.shutdown()
+        assert query.is_rejected
+    finally:
+        stored.release()
+
+
+def test_a_query_association_keeps_a_blocking_socket(
+    small_listener: tuple[DimseListener, asyncio.AbstractEventLoop],
+) -> None:
+    """The gate reads with timeouts; pynetdicom gets the socket as accepted."""
+    listener, _ = small_listener
+    ae = new_ae("QUERY")
+    query = ae.associate(
+        "127.0.0.1",
+        listener.port,
+        contexts=[build_context(STUDY_ROOT_FIND)],
+        ae_title="SMALL",
+    )
+    try:
+        assert query.is_established
+        (served,) = listener.ae.active_associations
+        assert served.dul.socket is not None
+        assert served.dul.socket.socket is not None
+        assert served.dul.socket.socket.gettimeout() is None
+    finally:
+        query.release()
+        ae.shutdown()
+
+
+def test_connections_that_send_nothing_are_limited_too(
     small_listener: tuple[DimseListener, asyncio.AbstractEventLoop],
 ) -> None:
     listener, _ = small_listener
     with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as idle:
         idle.sendall(b"\x01\x00")  # half a PDU header, then nothing
-        # Meanwhile the association limit is not taken by it.
-        second = _verify(listener.port)
-        second.release()
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as more:
+            more.sendall(b"\x01\x00")
+            # Closed at once (reset: its bytes were unread): one is reading already.
+            try:
+                assert more.recv(10) == b""
+            except ConnectionResetError:
+                pass
