@@ -275,8 +275,11 @@ class DimseListener:
             return
         server, self._server = self._server, None
         self._gate.stop_taking()
-        await asyncio.to_thread(self._shutdown, server)
-        await self._gate.close(self._config.shutdown_grace_s)
+        # Both kinds of association get their grace period at the same time.
+        await asyncio.gather(
+            asyncio.to_thread(self._shutdown, server),
+            self._gate.close(self._config.shutdown_grace_s),
+        )
         logger.info("DIMSE listener stopped")
 
     def _shutdown(self, server: ThreadedAssociationServer) -> None:
