@@ -220,7 +220,7 @@ class Ingestor:
             raise
         if not added:
             # Another sender indexed the same UID between our look-up and now.
-            self._discard(write, key)
+            self._remove_later(key)
             return await self._settle_race(parsed, digests)
         if existing is None:
             logger.info("Stored instance (%d bytes)", size)
@@ -242,14 +242,12 @@ class Ingestor:
         self, indexing: asyncio.Future[tuple[bool, str | None]], key: str
     ) -> None:
         """After a cancelled request: keep the object if its row was committed."""
-        added, old_key = False, None
-        if not indexing.cancelled() and indexing.exception() is None:
-            added, old_key = indexing.result()
-        removals = [old_key] if added and old_key is not None else []
+        failed = indexing.cancelled() or indexing.exception() is not None
+        added, old_key = (False, None) if failed else indexing.result()
         if not added:
-            removals.append(key)
-        for removal in removals:
-            self._remove_later(removal)
+            self._remove_later(key)
+        elif old_key is not None:
+            self._remove_later(old_key)
 
     def _remove_later(self, key: str) -> None:
         """Remove an object in the background (kept referenced until done)."""

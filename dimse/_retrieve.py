@@ -24,7 +24,7 @@ from archive.service import Archive
 from dimse._bridge import LoopBridge
 from dimse._contexts import PATIENT_ROOT
 from dimse._identifier import retrieve_query
-from dimse._stored import split_part10, stored_dataset
+from dimse._stored import stored_dataset
 from dimse.errors import (
     CANCEL,
     PENDING,
@@ -202,7 +202,6 @@ def decoded(item: StoredInstance, part10: bytes) -> Dataset:
 
 def as_stored(item: StoredInstance, part10: bytes) -> Dataset:
     """The stored bytes, to be sent as they are (C-MOVE's store association)."""
-    split_part10(part10)  # an unreadable object fails here, before any sending
-    return StoredInstanceDataset.of(
-        StoredObject(item.sop_class_uid, item.sop_instance_uid, part10)
-    )
+    # An unreadable object fails here, before any sending.
+    stored = StoredObject.read(item.sop_class_uid, item.sop_instance_uid, part10)
+    return StoredInstanceDataset.of(stored)

@@ -69,7 +69,9 @@ class WireError(Exception):
     """Bytes on the wire that break PS3.8: the association is aborted."""
 
 
-def p_data_pdus(context_id: int, control: int, payload: bytes, max_pdu: int) -> bytes:
+def p_data_pdus(
+    context_id: int, control: int, payload: bytes | memoryview, max_pdu: int
+) -> bytes:
     """``payload`` as P-DATA-TF PDUs of one PDV each (PS3.8 9.3.5, E.2).
 
     ``max_pdu`` is the peer's Maximum Length (0: none); ``control`` is 0 for

@@ -58,7 +58,6 @@ class StoragePlan:
     """How a plain storage association is accepted."""
 
     calling_ae_title: str
-    called_ae_title: str
     # Presentation context ID -> (abstract syntax, accepted transfer syntax).
     accepted: dict[int, tuple[str, str]]
     # Every proposed context with its result, for the A-ASSOCIATE-AC.
@@ -138,7 +137,6 @@ def plan_storage(request: A_ASSOCIATE) -> StoragePlan | None:
         return None
     return StoragePlan(
         calling_ae_title=str(request.calling_ae_title).strip(),
-        called_ae_title=str(request.called_ae_title),
         accepted=accepted,
         results=results,
         peer_max_pdu=peer_max,
@@ -273,24 +271,25 @@ class StorageGate:
             with self._lock:
                 self._reading -= 1
         request, plan = _planned(raw)
-        if raw is not None and request is not None and self._full():
-            caller = str(request.calling_ae_title).strip()
-            self._refuse_full(sock, caller, address, len(raw))
-            return True
-        if plan is None or self._refuses(plan.calling_ae_title):
+        if raw is None or request is None:
             sock.settimeout(before)
             return False
-        assert raw is not None and request is not None
-        return self._accept(sock, address, raw, request, plan)
+        if plan is not None and not self._refuses(plan.calling_ae_title):
+            return self._accept(sock, address, raw, request, plan)
+        if self._full():
+            self._refuse_full(sock, str(request.calling_ae_title).strip(), address, raw)
+            return True
+        sock.settimeout(before)
+        return False
 
     def _full(self) -> bool:
         with self._lock:
             return len(self._sessions) + self._others() >= self._max_associations
 
     def _refuse_full(
-        self, sock: socket.socket, caller: str, address: tuple[str, int], size: int
+        self, sock: socket.socket, caller: str, address: tuple[str, int], raw: bytes
     ) -> None:
-        """A-ASSOCIATE-RJ for the request of ``size`` bytes waiting on ``sock``."""
+        """A-ASSOCIATE-RJ for the request ``raw`` still waiting on ``sock``."""
         logger.warning(
             "Association refused from %r at %s:%d: %d associations open "
             "(dimse_max_associations)",
@@ -300,7 +299,7 @@ class StorageGate:
         )
         try:
             sock.settimeout(self._timeout_s)
-            _consume(sock, size)
+            _consume(sock, len(raw))
             # Rejected-transient, service provider (presentation), local limit.
             sock.sendall(wire.reject(0x02, 0x03, 0x02))
         except OSError:
@@ -315,25 +314,22 @@ class StorageGate:
         request: A_ASSOCIATE,
         plan: StoragePlan,
     ) -> bool:
-        session: StorageSession | None = None
+        """Take a place under the association limit, or refuse; then A-ASSOCIATE-AC."""
+        session = StorageSession(self, plan, address)
+        with self._lock:
+            full = len(self._sessions) + self._others() >= self._max_associations
+            if not full:
+                self._sessions.add(session)
+        if full:
+            self._refuse_full(sock, plan.calling_ae_title, address, raw)
+            return True
         try:
             sock.settimeout(self._timeout_s)
             _consume(sock, len(raw))
-            with self._lock:
-                full = len(self._sessions) + self._others() >= self._max_associations
-                if not full:
-                    session = StorageSession(self, plan, address)
-                    self._sessions.add(session)
-            if session is None:
-                # Rejected-transient, service provider (presentation), local limit.
-                sock.sendall(wire.reject(0x02, 0x03, 0x02))
-                sock.close()
-                return True
             sock.sendall(associate_ac(request, plan, self._max_pdu))
         except OSError as error:
             logger.info("Association request from %s:%d failed: %s", *address, error)
-            if session is not None:
-                self._end(session)
+            self._end(session)
             sock.close()
             return True
         logger.info(
@@ -505,9 +501,10 @@ class StorageSession:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        command_parts: list[bytes] = []
+        # Fragments as views of their PDUs: joined once, copied once.
+        command_parts: list[memoryview] = []
         command_context = 0
-        data_parts: list[bytes] = []
+        data_parts: list[memoryview] = []
         # The C-STORE-RQ whose data set is arriving, and its context.
         waiting: tuple[int, Dataset] | None = None
         while True:
@@ -533,7 +530,7 @@ class StorageSession:
                             "The fragments of one command came on two contexts"
                         )
                     command_context = context_id
-                    command_parts.append(bytes(fragment))
+                    command_parts.append(fragment)
                     if not control & wire.LAST:
                         continue
                     command = wire.decode_command(b"".join(command_parts))
@@ -542,7 +539,7 @@ class StorageSession:
                 else:
                     if waiting is None or waiting[0] != context_id:
                         raise wire.WireError("A data set arrived without its command")
-                    data_parts.append(bytes(fragment))
+                    data_parts.append(fragment)
                     if control & wire.LAST:
                         data, data_parts = b"".join(data_parts), []
                         await self._on_store(*waiting, data, writer)

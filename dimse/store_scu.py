@@ -49,11 +49,23 @@ class NotSendable(Exception):
 
 @dataclass(frozen=True)
 class StoredObject:
-    """A stored instance to send: its Part 10 bytes and what the index knows."""
+    """A stored instance to send: its Part 10 bytes, read once for what it holds."""
 
     sop_class_uid: str
     sop_instance_uid: str
     part10: bytes
+    # From the File Meta Information: the data set's syntax and where it starts.
+    transfer_syntax_uid: str
+    data_set_offset: int
+
+    @classmethod
+    def read(
+        cls, sop_class_uid: str, sop_instance_uid: str, part10: bytes
+    ) -> StoredObject:
+        """Read the File Meta Information; raises for an unreadable object."""
+        meta, offset = split_part10(part10)
+        syntax = str(meta.get("TransferSyntaxUID", ""))
+        return cls(sop_class_uid, sop_instance_uid, part10, syntax, offset)
 
 
 class StoredInstanceDataset(Dataset):
@@ -161,10 +173,12 @@ class StoreAssociation:
         try:
             self._sock.sendall(
                 wire.p_data_pdus(context_id, wire.COMMAND, command, self._peer_max_pdu)
-                + wire.p_data_pdus(context_id, 0, encoded, self._peer_max_pdu)
+            )
+            self._sock.sendall(
+                wire.p_data_pdus(context_id, 0, encoded, self._peer_max_pdu)
             )
             response = self._read_command()
-        except (OSError, StoreAssociationError) as error:
+        except (OSError, StoreAssociationError, wire.WireError) as error:
             self._close()
             raise StoreAssociationError(f"C-STORE failed: {error}") from None
         if (
@@ -176,10 +190,9 @@ class StoreAssociation:
             raise StoreAssociationError("the peer's answer is no C-STORE-RSP to it")
         return response
 
-    def _encoded_for_peer(self, stored: StoredObject) -> tuple[int, bytes]:
+    def _encoded_for_peer(self, stored: StoredObject) -> tuple[int, bytes | memoryview]:
         """The context to send on and the data set encoded for it."""
-        meta, offset = split_part10(stored.part10)
-        syntax = str(meta.get("TransferSyntaxUID", ""))
+        syntax = stored.transfer_syntax_uid
         usable = {
             context_id: accepted
             for context_id, (abstract, accepted) in self._accepted.items()
@@ -187,7 +200,7 @@ class StoreAssociation:
         }
         for context_id, accepted in usable.items():
             if accepted == syntax:
-                return context_id, stored.part10[offset:]
+                return context_id, memoryview(stored.part10)[stored.data_set_offset :]
         if _native(syntax) or UID(syntax).is_deflated:
             for context_id, accepted in usable.items():
                 if _native(accepted):

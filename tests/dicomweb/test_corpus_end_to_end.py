@@ -142,7 +142,8 @@ def test_corpus_file_round_trips_or_is_refused_cleanly(
         assert studies[0]["00100020"]["Value"] == [ds.PatientID]
 
     retrieved = httpx.get(
-        f"{replacing_server.dicomweb_url}/studies/{study}/series/{series}/instances/{sop}",
+        f"{replacing_server.dicomweb_url}/studies/{study}/series/{series}"
+        f"/instances/{sop}",
         # PS3.18 8.7.3.5: without transfer-syntax=* the default is Explicit VR LE.
         headers={"Accept": "application/dicom; transfer-syntax=*"},
         timeout=30,

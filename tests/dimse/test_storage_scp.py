@@ -26,6 +26,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     JPEGBaseline8Bit,
 )
+from pynetdicom import AE
+from pynetdicom.association import Association
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
@@ -158,7 +160,7 @@ def test_duplicate_context_ids_are_left_to_pynetdicom() -> None:
 
 
 def _stored(ds_bytes: bytes, sop_class: str, sop: str) -> StoredInstanceDataset:
-    return StoredInstanceDataset.of(StoredObject(sop_class, sop, ds_bytes))
+    return StoredInstanceDataset.of(StoredObject.read(sop_class, sop, ds_bytes))
 
 
 def _associate(
@@ -416,19 +418,22 @@ def test_a_command_split_over_two_contexts_is_aborted(server: RunningServer) -> 
     _still_stores(server)
 
 
+def _query_association(port: int) -> tuple[AE, Association]:
+    """A pynetdicom association for C-FIND: one the gate leaves to pynetdicom."""
+    ae = new_ae("QUERY")
+    query = ae.associate(
+        "127.0.0.1", port, contexts=[build_context(STUDY_ROOT_FIND)], ae_title="SMALL"
+    )
+    return ae, query
+
+
 def test_the_association_limit_also_refuses_query_associations(
     small_listener: tuple[DimseListener, asyncio.AbstractEventLoop],
 ) -> None:
     listener, _ = small_listener
     stored = _verify(listener.port)
     try:
-        ae = new_ae("QUERY")
-        query = ae.associate(
-            "127.0.0.1",
-            listener.port,
-            contexts=[build_context(STUDY_ROOT_FIND)],
-            ae_title="SMALL",
-        )
+        ae, query = _query_association(listener.port)
         ae.shutdown()
         assert query.is_rejected
     finally:
@@ -440,13 +445,7 @@ def test_a_query_association_keeps_a_blocking_socket(
 ) -> None:
     """The gate reads with timeouts; pynetdicom gets the socket as accepted."""
     listener, _ = small_listener
-    ae = new_ae("QUERY")
-    query = ae.associate(
-        "127.0.0.1",
-        listener.port,
-        contexts=[build_context(STUDY_ROOT_FIND)],
-        ae_title="SMALL",
-    )
+    ae, query = _query_association(listener.port)
     try:
         assert query.is_established
         (served,) = listener.ae.active_associations
