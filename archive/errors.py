@@ -41,6 +41,12 @@ class InvalidUID(ArchiveError):
     status = DATA_SET_DOES_NOT_MATCH_SOP_CLASS
 
 
+class InstanceMismatch(ArchiveError):
+    """The data set's SOP Class or Instance UID is not the one its request names."""
+
+    status = DATA_SET_DOES_NOT_MATCH_SOP_CLASS
+
+
 class StudyMismatch(ArchiveError):
     """The instance belongs to another study than the one it was sent to."""
 

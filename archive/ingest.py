@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import BinaryIO
 
-from archive.errors import DuplicateConflict, StoreUnavailable, StudyMismatch
+from archive.errors import (
+    DuplicateConflict,
+    InstanceMismatch,
+    StoreUnavailable,
+    StudyMismatch,
+)
 from archive.index import (
     Index,
     InstanceRow,
@@ -132,6 +137,41 @@ def _log_text_decision(parsed: ParsedInstance, source: str | None) -> None:
     )
 
 
+def _check_named_uids(
+    parsed: ParsedInstance,
+    sop_class_uid: str | None,
+    sop_instance_uid: str | None,
+    study_instance_uid: str | None,
+) -> None:
+    """Refuse an instance whose UIDs are not those its request names (None: any).
+
+    PS3.4 B.2.3: a C-STORE data set whose SOP Class or Instance UID contradicts
+    its command does not match the SOP class (0xA900).
+
+    Raises
+    ------
+    InstanceMismatch
+        The SOP Class or SOP Instance UID differs.
+    StudyMismatch
+        The Study Instance UID differs.
+    """
+    for keyword, found, named in (
+        ("SOPClassUID", parsed.sop_class_uid, sop_class_uid),
+        ("SOPInstanceUID", parsed.sop_instance_uid, sop_instance_uid),
+    ):
+        if named is not None and found != named:
+            raise InstanceMismatch(
+                f"The data set has {keyword} {found!r} but its request names "
+                f"{named!r}; send it under the UIDs it holds"
+            )
+    study = parsed.study_instance_uid
+    if study_instance_uid is not None and study != study_instance_uid:
+        raise StudyMismatch(
+            f"Instance belongs to study {study!r}, "
+            f"not to {study_instance_uid!r} named in the request"
+        )
+
+
 def new_object_key() -> str:
     """A random object key: no patient data, no request text, well spread.
 
@@ -171,11 +211,16 @@ class Ingestor:
         size: int,
         expected_study: str | None = None,
         source: str | None = None,
+        *,
+        expected_sop_class: str | None = None,
+        expected_sop_instance: str | None = None,
     ) -> StoreResult:
         """Store one Part 10 instance read from a seekable file of ``size`` bytes.
 
         ``source`` names the sender (the calling AE title over DIMSE) for the
-        character set fallback rules; None takes the rule for ``*``.
+        character set fallback rules; None takes the rule for ``*``. The
+        ``expected_*`` UIDs are those the request names (a STOW-RS study, a
+        C-STORE command's SOP class and instance); None checks nothing.
         Raises an ``ArchiveError`` subclass naming what was wrong; in that case
         nothing that was stored before has changed.
         """
@@ -184,11 +229,9 @@ class Ingestor:
             self._parse_and_describe, key, fp, size, self._fallback_for(source)
         )
         _log_text_decision(parsed, source)
-        if expected_study is not None and parsed.study_instance_uid != expected_study:
-            raise StudyMismatch(
-                f"Instance belongs to study {parsed.study_instance_uid!r}, "
-                f"not to {expected_study!r} named in the request"
-            )
+        _check_named_uids(
+            parsed, expected_sop_class, expected_sop_instance, expected_study
+        )
         existing = await self._index.find_instance(parsed.sop_instance_uid)
         if existing is not None and _same_content(existing, digests):
             return self._result(parsed, Outcome.ALREADY_STORED)

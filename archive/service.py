@@ -98,9 +98,19 @@ class Archive:
         size: int,
         expected_study: str | None = None,
         source: str | None = None,
+        *,
+        expected_sop_class: str | None = None,
+        expected_sop_instance: str | None = None,
     ) -> StoreResult:
         """Store one Part 10 instance (see ``Ingestor.store``)."""
-        return await self._ingestor.store(fp, size, expected_study, source)
+        return await self._ingestor.store(
+            fp,
+            size,
+            expected_study,
+            source,
+            expected_sop_class=expected_sop_class,
+            expected_sop_instance=expected_sop_instance,
+        )
 
     async def ready(self) -> bool:
         """Tell whether the index answers and the store can be listed."""

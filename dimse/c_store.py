@@ -7,11 +7,9 @@ set bytes of the request, never decoded and encoded again.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 
-from pydicom import dcmread
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
@@ -21,15 +19,7 @@ from archive.service import Archive
 from archive.uids import check_uid
 from dimse._bridge import LoopBridge
 from dimse._part10 import file_meta, part10_bytes
-from dimse.errors import (
-    SUCCESS,
-    ContextMismatch,
-    DataSetMismatch,
-    DimseError,
-    Service,
-    UnreadableDataSet,
-    status_for,
-)
+from dimse.errors import SUCCESS, ContextMismatch, DimseError, Service, status_for
 
 logger = logging.getLogger(__name__)
 
@@ -50,34 +40,6 @@ def check_context(sop_class_uid: str, abstract_syntax: str) -> None:
         )
 
 
-def check_dataset(part10: bytes, sop_class_uid: str, sop_instance_uid: str) -> None:
-    """Refuse a data set whose SOP Class/Instance UIDs contradict its command.
-
-    PS3.4 B.2.3: such a data set does not match its SOP class (0xA900).
-    Absent UIDs are left for ingest to report.
-    """
-    try:
-        ds = dcmread(
-            io.BytesIO(part10),
-            stop_before_pixels=True,
-            specific_tags=["SOPClassUID", "SOPInstanceUID"],
-        )
-    except Exception as error:  # noqa: BLE001 - pydicom fails in many ways on bad input
-        raise UnreadableDataSet(f"The data set cannot be decoded: {error}") from None
-    found_class = ds.get("SOPClassUID")
-    if found_class is not None and str(found_class) != sop_class_uid:
-        raise DataSetMismatch(
-            f"The data set has SOP Class UID {str(found_class)!r} but the C-STORE "
-            f"request names {sop_class_uid!r}"
-        )
-    found_instance = ds.get("SOPInstanceUID")
-    if found_instance is not None and str(found_instance) != sop_instance_uid:
-        raise DataSetMismatch(
-            f"The data set has SOP Instance UID {str(found_instance)!r} but the "
-            f"C-STORE request names {sop_instance_uid!r}"
-        )
-
-
 def prepare(
     sop_class_uid: str,
     sop_instance_uid: str,
@@ -85,16 +47,19 @@ def prepare(
     transfer_syntax_uid: str,
     data_set: bytes,
 ) -> bytes:
-    """The Part 10 file of a received data set, once its command is checked."""
-    sop_class_uid = check_uid(sop_class_uid, "Affected SOP Class UID")
-    sop_instance_uid = check_uid(sop_instance_uid, "Affected SOP Instance UID")
+    """The Part 10 file of a received data set, once its command is checked.
+
+    The data set is not decoded here: ingest parses it once, refusing one
+    that cannot be read (0xC000) or whose UIDs contradict the command
+    (PS3.4 B.2.3, 0xA900).
+    """
+    check_uid(sop_class_uid, "Affected SOP Class UID")
+    check_uid(sop_instance_uid, "Affected SOP Instance UID")
     check_context(sop_class_uid, abstract_syntax)
     # A data set in the other VR encoding than the context's is refused
     # by ingest's parser (0xC000), which trusts no guess about it.
     meta = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax_uid)
-    part10 = part10_bytes(meta, data_set)
-    check_dataset(part10, sop_class_uid, sop_instance_uid)
-    return part10
+    return part10_bytes(meta, data_set)
 
 
 class StoreHandler:
@@ -113,15 +78,19 @@ class StoreHandler:
         caller = str(event.assoc.requestor.ae_title).strip()
         request = event.request
         assert isinstance(request, C_STORE), type(request)
+        sop_class_uid = str(request.AffectedSOPClassUID or "")
+        sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
         try:
             part10 = prepare(
-                str(request.AffectedSOPClassUID or ""),
-                str(request.AffectedSOPInstanceUID or ""),
+                sop_class_uid,
+                sop_instance_uid,
                 str(event.context.abstract_syntax),
                 str(event.context.transfer_syntax),
                 event.encoded_dataset(include_meta=False),
             )
-            return self._bridge.call(self._store(caller, part10))
+            return self._bridge.call(
+                self._store(caller, part10, sop_class_uid, sop_instance_uid)
+            )
         except Exception as error:  # noqa: BLE001 - every failure is a status
             return _refusal(caller, error)
 
@@ -136,22 +105,27 @@ class StoreHandler:
     ) -> int:
         """Store one instance from the event loop; its C-STORE status."""
         try:
-            part10 = await asyncio.to_thread(
-                prepare,
+            part10 = prepare(
                 sop_class_uid,
                 sop_instance_uid,
                 abstract_syntax,
                 transfer_syntax_uid,
                 data_set,
             )
-            return await self._store(caller, part10)
+            return await self._store(caller, part10, sop_class_uid, sop_instance_uid)
         except Exception as error:  # noqa: BLE001 - every failure is a status
             return _refusal(caller, error)
 
-    async def _store(self, caller: str, part10: bytes) -> int:
+    async def _store(
+        self, caller: str, part10: bytes, sop_class_uid: str, sop_instance_uid: str
+    ) -> int:
         # The calling AE title picks the character set rule for mislabelled text.
         result = await self._archive.store(
-            io.BytesIO(part10), len(part10), source=caller
+            io.BytesIO(part10),
+            len(part10),
+            source=caller,
+            expected_sop_class=sop_class_uid,
+            expected_sop_instance=sop_instance_uid,
         )
         logger.debug("C-STORE of %s: %s", result.sop_instance_uid, result.outcome.value)
         if result.outcome is Outcome.REPLACED:

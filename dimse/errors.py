@@ -28,7 +28,6 @@ OUT_OF_RESOURCES_MATCHES = 0xA701
 OUT_OF_RESOURCES_SUBOPERATIONS = 0xA702
 MOVE_DESTINATION_UNKNOWN = 0xA801
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
-DATA_SET_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
 SUBOPERATIONS_WARNING = 0xB000
 
@@ -45,10 +44,6 @@ class InvalidIdentifier(DimseError):
     """A C-FIND, C-MOVE or C-GET identifier cannot be turned into a query."""
 
 
-class DataSetMismatch(DimseError):
-    """A C-STORE data set names another SOP class or instance than its command."""
-
-
 class ContextMismatch(DimseError):
     """A C-STORE names another SOP class than its presentation context negotiated.
 
@@ -58,7 +53,7 @@ class ContextMismatch(DimseError):
 
 
 class UnreadableDataSet(DimseError):
-    """A C-STORE data set cannot be decoded far enough to check it."""
+    """A stored object cannot be read far enough to send it again (C-MOVE, C-GET)."""
 
 
 class RetrieveRefused(DimseError):
@@ -84,12 +79,8 @@ def _store_status(error: BaseException) -> int:
         return error.status
     if isinstance(error, LoopUnavailable):
         return OUT_OF_RESOURCES
-    if isinstance(error, DataSetMismatch):
-        return DATA_SET_DOES_NOT_MATCH
     if isinstance(error, ContextMismatch):
         return SOP_CLASS_NOT_SUPPORTED
-    if isinstance(error, UnreadableDataSet):
-        return UNABLE_TO_PROCESS
     return PROCESSING_FAILURE
 
 

@@ -21,14 +21,15 @@ from pydicom.uid import (
     MRImageStorage,
     generate_uid,
 )
-from pynetdicom import _config
+from pynetdicom import _config, build_context
 from pynetdicom.dsutils import encode
 
 from archive.errors import InvalidInstance
 from archive.parse import parse_instance
+from dimse._contexts import STUDY_ROOT_GET
 from dimse._part10 import file_meta, part10_bytes
-from dimse.c_store import check_context, check_dataset
-from dimse.errors import ContextMismatch, DataSetMismatch, UnreadableDataSet
+from dimse.c_store import check_context
+from dimse.errors import ContextMismatch
 from tests.conftest import (
     CORPUS,
     RunningServer,
@@ -54,7 +55,7 @@ from tests.dimse.helpers import (
     wait_for_port,
     with_meta,
 )
-from tests.factory import UID_ROOT, make_ct, part10
+from tests.factory import UID_ROOT, make_ct, new_uid
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -304,16 +305,6 @@ def test_sop_instance_uid_with_path_segments_is_refused_and_writes_nothing(
     assert found == []
 
 
-def test_check_dataset_refuses_uids_that_contradict_the_command() -> None:
-    ds = make_ct()
-    data = part10(ds)
-    check_dataset(data, ds.SOPClassUID, ds.SOPInstanceUID)
-    with pytest.raises(DataSetMismatch, match="SOP Instance UID"):
-        check_dataset(data, ds.SOPClassUID, "1.2.3.4")
-    with pytest.raises(DataSetMismatch, match="SOP Class UID"):
-        check_dataset(data, "1.2.840.10008.5.1.4.1.1.4", ds.SOPInstanceUID)
-
-
 def test_stored_instance_is_found_over_qido_at_once(server: RunningServer) -> None:
     ds = with_meta(make_ct(PatientID="QIDO-AT-ONCE"), ExplicitVRLittleEndian)
     assert store_datasets(server, [ds]) == [0x0000]
@@ -348,12 +339,6 @@ def test_instance_with_large_private_sequence_after_pixel_data_is_stored(
     assert pydicom.dcmread(io.BytesIO(stored))[0x7FE11001][0][0x7FE11002].value == (
         "x" * 2000
     )
-
-
-def test_check_dataset_reports_garbage_as_unreadable() -> None:
-    ds = make_ct()
-    with pytest.raises(UnreadableDataSet):
-        check_dataset(b"not DICOM at all" * 20, ds.SOPClassUID, ds.SOPInstanceUID)
 
 
 def _encoded(ds: Dataset, implicit_vr: bool, little_endian: bool = True) -> bytes:
@@ -406,6 +391,60 @@ def test_store_encoded_in_another_vr_mode_than_its_context_is_refused(
     assert _object_files(store_server) == before
     found = qido(store_server, "instances", {"StudyInstanceUID": ds.StudyInstanceUID})
     assert found == []
+
+
+def _send_raw_ct(
+    server: RunningServer, sop_instance_uid: str, data_set: bytes, with_get: bool
+) -> int:
+    """One C-STORE on a CT context; ``with_get`` leaves the association to pynetdicom.
+
+    An association that proposes C-GET is served by pynetdicom's threads, any
+    other by the event loop: both answer through ``StoreHandler``.
+    """
+    contexts = contexts_for([(CTImageStorage, ExplicitVRLittleEndian)])
+    if with_get:
+        contexts.append(build_context(STUDY_ROOT_GET))
+    with associate(server, contexts) as assoc:
+        (context,) = [
+            accepted
+            for accepted in assoc.accepted_contexts
+            if accepted.abstract_syntax == CTImageStorage
+        ]
+        return send_raw_c_store(
+            assoc, context, CTImageStorage, sop_instance_uid, data_set
+        )
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("with_get", [False, True])
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [("SOPClassUID", MRImageStorage), ("SOPInstanceUID", "1.2.3.4")],
+)
+def test_store_whose_data_set_contradicts_its_command_is_refused_a900_unstored(
+    store_server: RunningServer, keyword: str, value: str, with_get: bool
+) -> None:
+    before = _object_files(store_server)
+    ds = make_ct()
+    command_instance_uid = ds.SOPInstanceUID
+    setattr(ds, keyword, value)
+    data_set = _encoded(ds, False)
+    status = _send_raw_ct(store_server, command_instance_uid, data_set, with_get)
+    assert status == 0xA900
+    assert _object_files(store_server) == before
+    found = qido(store_server, "instances", {"StudyInstanceUID": ds.StudyInstanceUID})
+    assert found == []
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("with_get", [False, True])
+def test_store_of_an_undecodable_data_set_is_refused_c000_unstored(
+    store_server: RunningServer, with_get: bool
+) -> None:
+    before = _object_files(store_server)
+    garbage = b"not DICOM at all" * 20
+    assert _send_raw_ct(store_server, new_uid(), garbage, with_get) == 0xC000
+    assert _object_files(store_server) == before
 
 
 def test_check_context_refuses_a_sop_class_the_context_did_not_negotiate() -> None:

@@ -23,11 +23,13 @@ from pynetdicom.dsutils import encode
 
 from archive.errors import (
     DuplicateConflict,
+    InstanceMismatch,
     InvalidInstance,
     InvalidQuery,
     InvalidUID,
     MissingAttribute,
     StoreUnavailable,
+    StudyMismatch,
 )
 from archive.peers import InvalidPeer, make_peer, parse_peer
 from dimse._bridge import LoopBridge
@@ -35,7 +37,6 @@ from dimse._contexts import accepted_contexts, in_requestor_order
 from dimse._part10 import file_meta, part10_bytes
 from dimse._stored import stored_dataset
 from dimse.errors import (
-    DataSetMismatch,
     InvalidIdentifier,
     LoopUnavailable,
     Service,
@@ -55,7 +56,8 @@ pytestmark = pytest.mark.timeout(60)
         (LoopUnavailable("x"), 0xA700),
         (InvalidUID("x"), 0xA900),
         (MissingAttribute("x"), 0xA900),
-        (DataSetMismatch("x"), 0xA900),
+        (InstanceMismatch("x"), 0xA900),
+        (StudyMismatch("x"), 0xA900),
         (InvalidInstance("x"), 0xC000),
         (DuplicateConflict("x"), 0x0111),
         (RuntimeError("x"), 0x0110),
