@@ -1,4 +1,4 @@
-"""Benchmark suite: dicomvault side by side with Orthanc (issue #5).
+"""Benchmark suite: dicomvault side by side with Orthanc, figure by figure.
 
 Scripts, not timed tests: ``python -m bench.run --quick`` or ``--full``.
 """

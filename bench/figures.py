@@ -1,4 +1,4 @@
-"""The figures of issue #5: what each row measures, Orthanc's reference, the target."""
+"""The benchmark figures: what each row measures, Orthanc's reference, the target."""
 
 from __future__ import annotations
 

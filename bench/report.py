@@ -154,7 +154,7 @@ def table_lines(table: list[Row]) -> list[list[str]]:
             "dicomvault",
             "Orthanc (this run)",
             "ratio dv/Orthanc",
-            "Orthanc in #5",
+            "Orthanc, reference run",
             "target",
             "verdict",
         ]

@@ -1,4 +1,4 @@
-"""Run the benchmark suite: dicomvault and Orthanc, interleaved, every figure of #5.
+"""Run the benchmark suite: dicomvault and Orthanc, interleaved, on every figure.
 
     python -m bench.run --quick        # one repetition, short runs (minutes)
     python -m bench.run --full         # medians of 3, 30 s load runs
