@@ -7,6 +7,7 @@ set bytes of the request, never decoded and encoded again.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 
@@ -22,6 +23,9 @@ from dimse._part10 import file_meta, part10_bytes
 from dimse.errors import SUCCESS, ContextMismatch, DimseError, Service, status_for
 
 logger = logging.getLogger(__name__)
+
+# Data sets up to this size are framed as a Part 10 file on the event loop.
+_COPY_ON_LOOP_BYTES = 4 << 20
 
 
 def check_context(sop_class_uid: str, abstract_syntax: str) -> None:
@@ -104,14 +108,19 @@ class StoreHandler:
         data_set: bytes,
     ) -> int:
         """Store one instance from the event loop; its C-STORE status."""
+        arguments = (
+            sop_class_uid,
+            sop_instance_uid,
+            abstract_syntax,
+            transfer_syntax_uid,
+            data_set,
+        )
         try:
-            part10 = prepare(
-                sop_class_uid,
-                sop_instance_uid,
-                abstract_syntax,
-                transfer_syntax_uid,
-                data_set,
-            )
+            # Building the file copies the data set: a large one off the loop.
+            if len(data_set) > _COPY_ON_LOOP_BYTES:
+                part10 = await asyncio.to_thread(prepare, *arguments)
+            else:
+                part10 = prepare(*arguments)
             return await self._store(caller, part10, sop_class_uid, sop_instance_uid)
         except Exception as error:  # noqa: BLE001 - every failure is a status
             return _refusal(caller, error)
