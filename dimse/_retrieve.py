@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -137,12 +137,19 @@ class Retriever:
         query = retrieve_query(event.identifier, patient_root)
         return self._bridge.call(select_instances(self._archive, query))
 
+    async def selected(
+        self, sop_class: str, identifier: Callable[[], Dataset]
+    ) -> list[StoredInstance]:
+        """``select`` on the event loop; ``identifier`` decodes the request's."""
+        query = retrieve_query(identifier(), sop_class in PATIENT_ROOT)
+        return await select_instances(self._archive, query)
+
     def sub_operations(
         self,
-        event: Event,
+        cancelled: Callable[[], bool],
         instances: list[StoredInstance],
         load: Callable[[StoredInstance, bytes], Dataset],
-    ) -> Iterator[RetrieveYield]:
+    ) -> Generator[RetrieveYield, None, None]:
         """One pending yield per instance, each ``load`` of its stored bytes.
 
         The next instances are read and decrypted on a thread of their own
@@ -165,7 +172,7 @@ class Retriever:
                         )
                     if not ahead:
                         return
-                    if event.is_cancelled:
+                    if cancelled():
                         yield CANCEL, None
                         return
                     item, read = ahead.popleft()

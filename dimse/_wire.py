@@ -1,8 +1,8 @@
 """Upper layer PDUs and DIMSE command sets as bytes (PS3.8 9.3, PS3.7 9.3, E).
 
-What the archive's own storage paths send and read: P-DATA-TF PDUs of one PDV
-each, the release and abort PDUs, and the C-STORE and C-ECHO command sets in
-Implicit VR Little Endian. The association PDUs (A-ASSOCIATE-RQ/AC) are
+What the archive's own association paths send and read: P-DATA-TF PDUs of one
+PDV each, the release and abort PDUs, and the C-STORE, C-ECHO, C-FIND and
+C-MOVE command sets in Implicit VR Little Endian. The association PDUs (A-ASSOCIATE-RQ/AC) are
 pynetdicom's encoders, given this archive's User Information items.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import struct
+from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
@@ -40,6 +41,9 @@ UNLIMITED_FRAGMENT = 1 << 20
 # PS3.7 E.1-1: Command Field values.
 C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
+C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
+C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
+C_CANCEL_RQ = 0x0FFF
 NO_DATA_SET = 0x0101
 _DATA_SET_PRESENT = 0x0001  # any value but 0x0101
 
@@ -209,6 +213,59 @@ def c_echo_rsp(sop_class_uid: str, message_id: int) -> bytes:
             _element(0x00000900, _us(0x0000)),
         ]
     )
+
+
+@dataclass(frozen=True)
+class SubOperations:
+    """The sub-operation counts of a C-MOVE response (PS3.7 9.3.4.2).
+
+    ``remaining`` is None where the response leaves it out (PS3.4 C.4.2.1.6:
+    only pending and cancel responses carry it).
+    """
+
+    remaining: int | None
+    completed: int
+    failed: int
+    warning: int
+
+
+def c_find_rsp(
+    sop_class_uid: str, message_id: int, status: int, identifier: bool
+) -> bytes:
+    """A C-FIND-RSP command set (PS3.7 9.1.2.1); ``identifier`` says one follows."""
+    return _command(
+        [
+            _element(0x00000002, _ui(sop_class_uid)),
+            _element(0x00000100, _us(C_FIND_RSP)),
+            _element(0x00000120, _us(message_id)),
+            _element(0x00000800, _us(_DATA_SET_PRESENT if identifier else NO_DATA_SET)),
+            _element(0x00000900, _us(status)),
+        ]
+    )
+
+
+def c_move_rsp(
+    sop_class_uid: str,
+    message_id: int,
+    status: int,
+    counts: SubOperations | None,
+    identifier: bool,
+) -> bytes:
+    """A C-MOVE-RSP command set (PS3.7 9.3.4.2); ``identifier`` says one follows."""
+    elements = [
+        _element(0x00000002, _ui(sop_class_uid)),
+        _element(0x00000100, _us(C_MOVE_RSP)),
+        _element(0x00000120, _us(message_id)),
+        _element(0x00000800, _us(_DATA_SET_PRESENT if identifier else NO_DATA_SET)),
+        _element(0x00000900, _us(status)),
+    ]
+    if counts is not None:
+        if counts.remaining is not None:
+            elements.append(_element(0x00001020, _us(counts.remaining)))
+        elements.append(_element(0x00001021, _us(counts.completed)))
+        elements.append(_element(0x00001022, _us(counts.failed)))
+        elements.append(_element(0x00001023, _us(counts.warning)))
+    return _command(elements)
 
 
 def decode_command(encoded: bytes) -> Dataset:

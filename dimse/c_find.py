@@ -8,15 +8,15 @@ QIDO-RS runs), never this module's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import replace
 
 from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
 from archive.errors import ArchiveError
-from archive.query import CursorValue
-from archive.service import Archive
+from archive.query import CursorValue, Query
+from archive.service import Archive, SearchResult
 from dimse._bridge import LoopBridge
 from dimse._contexts import PATIENT_ROOT
 from dimse._identifier import FindRequest, parse_identifier
@@ -25,6 +25,7 @@ from dimse.errors import (
     CANCEL,
     PENDING,
     PENDING_WITH_WARNINGS,
+    SUCCESS,
     DimseError,
     Service,
     status_for,
@@ -36,8 +37,46 @@ FindYield = tuple[int, Dataset | None]
 PAGE_SIZE = 200
 
 
+class MatchPages:
+    """The matches of one C-FIND, a page of the index at a time, as asked for."""
+
+    def __init__(self, archive: Archive, query: Query, page_size: int) -> None:
+        self._archive = archive
+        self._query = query
+        self._page_size = page_size
+        self._after: tuple[CursorValue, ...] | None = None
+        self._offset = 0
+        self._done = False
+
+    async def next(self) -> SearchResult | None:
+        """The next page, or None after the last."""
+        if self._done:
+            return None
+        result = await self._archive.search(
+            replace(
+                self._query,
+                limit=self._page_size,
+                after=self._after,
+                offset=self._offset,
+            )
+        )
+        if len(result.matches) < self._page_size:
+            self._done = True
+        elif result.cursors:
+            # A keyset cursor: matches arriving meanwhile shift nothing.
+            self._after = result.cursors[-1]
+        else:
+            self._offset += self._page_size
+        return result
+
+
 class FindHandler:
-    """Handles EVT_C_FIND: yields (status, identifier) pairs as pynetdicom asks."""
+    """Runs C-FIND requests: pynetdicom's EVT_C_FIND handler, or awaited on the loop.
+
+    Either way it produces (status, identifier) pairs, one pending pair per
+    match and, for a failure, a last pair with its status; pynetdicom
+    answers Success itself, ``responses`` ends with it.
+    """
 
     def __init__(
         self, archive: Archive, bridge: LoopBridge, ae_title: str, page_size: int
@@ -48,27 +87,24 @@ class FindHandler:
         self._page_size = page_size
 
     def __call__(self, event: Event) -> Iterator[FindYield]:
-        """Run one C-FIND; the last yield is a failure, or pynetdicom's Success."""
+        """Run one C-FIND from a pynetdicom thread."""
         caller = event.assoc.requestor.ae_title
+        sop_class = str(event.request.AffectedSOPClassUID)
         try:
-            patient_root = str(event.request.AffectedSOPClassUID) in PATIENT_ROOT
-            request = parse_identifier(event.identifier, patient_root)
+            request = self._request(sop_class, lambda: event.identifier)
         except Exception as error:  # noqa: BLE001 - answered as a status
             yield self._failure(error, caller)
             return
-        logger.debug("C-FIND at %s level from %s", request.level.value, caller)
-        after: tuple[CursorValue, ...] | None = None
-        offset = 0
+        pages = MatchPages(self._archive, request.query, self._page_size)
         count = 0
         while True:
-            query = replace(
-                request.query, limit=self._page_size, after=after, offset=offset
-            )
             try:
-                result = self._bridge.call(self._archive.search(query))
+                result = self._bridge.call(pages.next())
             except Exception as error:  # noqa: BLE001 - answered as a status
                 yield self._failure(error, caller)
                 return
+            if result is None:
+                break
             status = PENDING_WITH_WARNINGS if result.unsupported else PENDING
             for match in result.matches:
                 if event.is_cancelled:
@@ -77,14 +113,53 @@ class FindHandler:
                     return
                 yield status, self._identifier(match, request)
                 count += 1
-            if len(result.matches) < self._page_size:
-                break
-            # A keyset cursor: matches arriving meanwhile shift nothing.
-            if result.cursors:
-                after = result.cursors[-1]
-            else:
-                offset += self._page_size
         logger.info("C-FIND from %s: %d matches", caller, count)
+
+    async def responses(
+        self,
+        caller: str,
+        sop_class: str,
+        identifier: Callable[[], Dataset],
+        cancelled: Callable[[], bool],
+    ) -> AsyncGenerator[FindYield, None]:
+        """Run one C-FIND on the event loop; the last pair is the final status.
+
+        ``identifier`` decodes the request's identifier (a failure to is
+        answered like any other); ``cancelled`` tells whether a C-CANCEL
+        arrived.
+        """
+        try:
+            request = self._request(sop_class, identifier)
+        except Exception as error:  # noqa: BLE001 - answered as a status
+            yield self._failure(error, caller)
+            return
+        pages = MatchPages(self._archive, request.query, self._page_size)
+        count = 0
+        while True:
+            try:
+                result = await pages.next()
+            except Exception as error:  # noqa: BLE001 - answered as a status
+                yield self._failure(error, caller)
+                return
+            if result is None:
+                break
+            status = PENDING_WITH_WARNINGS if result.unsupported else PENDING
+            for match in result.matches:
+                if cancelled():
+                    logger.info("C-FIND from %s cancelled after %d", caller, count)
+                    yield CANCEL, None
+                    return
+                yield status, self._identifier(match, request)
+                count += 1
+        logger.info("C-FIND from %s: %d matches", caller, count)
+        yield SUCCESS, None
+
+    def _request(
+        self, sop_class: str, identifier: Callable[[], Dataset]
+    ) -> FindRequest:
+        request = parse_identifier(identifier(), sop_class in PATIENT_ROOT)
+        logger.debug("C-FIND at %s level", request.level.value)
+        return request
 
     def _identifier(self, match: dict[str, object], request: FindRequest) -> Dataset:
         return response_identifier(

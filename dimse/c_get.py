@@ -37,4 +37,6 @@ class GetHandler:
             raise refused(error, Service.GET, caller) from None
         logger.info("C-GET from %s: %d instances", caller, len(instances))
         yield len(instances)
-        yield from self._retriever.sub_operations(event, instances, decoded)
+        yield from self._retriever.sub_operations(
+            lambda: bool(event.is_cancelled), instances, decoded
+        )

@@ -2,8 +2,9 @@
 
 The AE runs in pynetdicom's threads, one per association; its handlers hand
 the archive work to the server's event loop and wait for it (ARCHITECTURE.md,
-"One process, one event loop"). Plain storage associations skip pynetdicom:
-``dimse.storage_scp`` serves them on the event loop itself.
+"One process, one event loop"). Plain associations (storage, verification,
+C-FIND and C-MOVE without extended negotiation) skip pynetdicom:
+``dimse.loop_scp`` serves them on the event loop itself.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from dimse._retrieve import Retriever
 from dimse.c_echo import handle_echo
 from dimse.c_find import PAGE_SIZE, FindHandler
 from dimse.c_get import GetHandler
-from dimse.c_move import MoveHandler, MoveSourceAE
+from dimse.c_move import MoveHandler, MoveService, MoveSourceAE
 from dimse.c_store import StoreHandler
-from dimse.storage_scp import StorageGate
+from dimse.loop_scp import AssociationGate
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +101,11 @@ def _on_aborted(event: Event) -> None:
 class GatedServer(ThreadedAssociationServer):
     """pynetdicom's threaded server, whose gate may serve a connection itself.
 
-    The gate (``dimse.storage_scp``) takes plain storage associations to the
-    event loop; whatever it leaves goes to pynetdicom as usual.
+    The gate (``dimse.loop_scp``) takes plain associations to the event
+    loop; whatever it leaves goes to pynetdicom as usual.
     """
 
-    gate: StorageGate | None = None
+    gate: AssociationGate | None = None
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Offer the connection to the gate, else hand it to pynetdicom."""
@@ -151,8 +152,12 @@ class DimseListener:
         self._server: ThreadedAssociationServer | None = None
         self.ae = self._build_ae()
         self._store = StoreHandler(archive, self._bridge)
-        self._gate = StorageGate(
+        self._retriever = Retriever(archive, self._bridge)
+        self._find = FindHandler(archive, self._bridge, config.ae_title, PAGE_SIZE)
+        self._gate = AssociationGate(
             self._store,
+            self._find,
+            MoveService(self._retriever, peers, config.ae_title, config.timeout_s),
             loop,
             max_pdu=config.max_pdu_bytes,
             timeout_s=config.timeout_s,
@@ -198,7 +203,7 @@ class DimseListener:
         return ae
 
     def _handlers(self) -> list[Any]:
-        retriever = Retriever(self._archive, self._bridge)
+        retriever = self._retriever
         return [
             (evt.EVT_CONN_OPEN, set_no_delay),
             (evt.EVT_REQUESTED, prefer_requestor_order),
@@ -208,12 +213,7 @@ class DimseListener:
             (evt.EVT_ABORTED, _on_aborted),
             (evt.EVT_C_ECHO, handle_echo),
             (evt.EVT_C_STORE, self._store),
-            (
-                evt.EVT_C_FIND,
-                FindHandler(
-                    self._archive, self._bridge, self._config.ae_title, PAGE_SIZE
-                ),
-            ),
+            (evt.EVT_C_FIND, self._find),
             (
                 evt.EVT_C_MOVE,
                 MoveHandler(retriever, self._peers, self._bridge),

@@ -15,7 +15,7 @@ from pynetdicom import build_context
 
 from archive.peers import PeerDirectory
 from archive.service import Archive
-from dimse._contexts import STUDY_ROOT_FIND, VERIFICATION
+from dimse._contexts import STUDY_ROOT_GET, VERIFICATION
 from dimse.listener import DimseListener, ListenerConfig
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.dimse.helpers import dcmtk, new_ae, run_tool, with_meta
@@ -117,9 +117,9 @@ async def test_listener_sets_tcp_nodelay_on_association_sockets(
     )
     await listener.start()
     try:
-        # A query association is pynetdicom's; a verification-only one the gate's.
+        # A C-GET association is pynetdicom's; a verification-only one the gate's.
         served = await asyncio.to_thread(
-            _nodelay_while_associated, listener, STUDY_ROOT_FIND
+            _nodelay_while_associated, listener, STUDY_ROOT_GET
         )
         gated = await asyncio.to_thread(_nodelay_while_associated, listener, None)
     finally:

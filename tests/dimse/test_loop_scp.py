@@ -1,4 +1,4 @@
-"""Storage associations served on the event loop (dimse.storage_scp).
+"""Associations served on the event loop (dimse.loop_scp): storage and the gate.
 
 Which associations the gate takes (the rest stay pynetdicom's), and how the
 archive's own path answers a peer that breaks PS3.8: an A-ABORT, with nothing
@@ -42,9 +42,9 @@ from pynetdicom.presentation import build_context
 from archive.peers import PeerDirectory
 from archive.service import Archive
 from dimse import _wire as wire
-from dimse._contexts import STUDY_ROOT_FIND, VERIFICATION
+from dimse._contexts import STUDY_ROOT_GET, VERIFICATION
 from dimse.listener import DimseListener, ListenerConfig
-from dimse.storage_scp import plan_storage
+from dimse.loop_scp import plan_association
 from dimse.store_scu import (
     StoreAssociation,
     StoreAssociationError,
@@ -83,7 +83,7 @@ def _request(
 
 
 def test_a_plain_storage_request_is_planned_with_the_callers_first_syntax() -> None:
-    plan = plan_storage(
+    plan = plan_association(
         _request(
             [
                 (CTImageStorage, [ImplicitVRLittleEndian, ExplicitVRLittleEndian]),
@@ -132,7 +132,7 @@ def _identity() -> UserIdentityNegotiation:
         (
             [
                 (CTImageStorage, [ExplicitVRLittleEndian]),
-                (STUDY_ROOT_FIND, [ExplicitVRLittleEndian]),
+                (STUDY_ROOT_GET, [ExplicitVRLittleEndian]),
             ],
             (),
             "",
@@ -144,19 +144,19 @@ def _identity() -> UserIdentityNegotiation:
         ([(CTImageStorage, ["1.2.3.999"])], (), ""),
         ([("1.2.3.4.5.6", [ExplicitVRLittleEndian])], (), ""),
     ],
-    ids=["query", "role", "window", "identity", "context", "no-syntax", "no-class"],
+    ids=["get", "role", "window", "identity", "context", "no-syntax", "no-class"],
 )
 def test_anything_but_plain_storage_is_left_to_pynetdicom(
     contexts: list[tuple[str, list[str]]], extra: tuple[object, ...], application: str
 ) -> None:
-    assert plan_storage(_request(contexts, *extra, application=application)) is None
+    assert plan_association(_request(contexts, *extra, application=application)) is None
 
 
 def test_duplicate_context_ids_are_left_to_pynetdicom() -> None:
     request = _request([(CTImageStorage, [ExplicitVRLittleEndian])] * 2)
     first, second = request.presentation_context_definition_list
     second.context_id = first.context_id
-    assert plan_storage(request) is None
+    assert plan_association(request) is None
 
 
 def _stored(ds_bytes: bytes, sop_class: str, sop: str) -> StoredInstanceDataset:
@@ -419,10 +419,10 @@ def test_a_command_split_over_two_contexts_is_aborted(server: RunningServer) -> 
 
 
 def _query_association(port: int) -> tuple[AE, Association]:
-    """A pynetdicom association for C-FIND: one the gate leaves to pynetdicom."""
+    """A pynetdicom association for C-GET: one the gate leaves to pynetdicom."""
     ae = new_ae("QUERY")
     query = ae.associate(
-        "127.0.0.1", port, contexts=[build_context(STUDY_ROOT_FIND)], ae_title="SMALL"
+        "127.0.0.1", port, contexts=[build_context(STUDY_ROOT_GET)], ae_title="SMALL"
     )
     return ae, query
 

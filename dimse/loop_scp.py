@@ -1,13 +1,16 @@
-"""Storage associations served on the event loop (PS3.4 B, PS3.7 9.1.1, PS3.8 9).
+"""Associations served on the event loop (PS3.4 B, C.4.1, C.4.2; PS3.7 9; PS3.8 9).
 
-Most associations a modality or a PACS opens only send instances: they
-propose Storage SOP classes, perhaps Verification, and nothing else. Such an
-association is served here, as a task of the server's event loop: P-DATA is
-reassembled as it arrives and each C-STORE goes straight to ingest, with no
-threads of its own and no polling.
+Most associations a modality, a PACS or a viewer opens send instances,
+search or move: they propose Storage SOP classes, Verification, and the
+Patient or Study Root FIND and MOVE SOP classes, with no extended
+negotiation. Such an association is served here, as a task of the server's
+event loop: P-DATA is reassembled as it arrives, each C-STORE goes straight
+to ingest, each C-FIND and C-MOVE runs as a task of its own while the
+association is still read for its C-CANCEL, and every response is encoded
+here, with no threads of pynetdicom's and no polling.
 
-Every other association goes to pynetdicom exactly as before: query/retrieve,
-SCP/SCU role selection or any other extended negotiation, a caller the policy
+Every other association goes to pynetdicom exactly as before: C-GET, SCP/SCU
+role selection or any other extended negotiation, a caller the policy
 refuses, an association request that does not decode or in which no context
 could be accepted. The decision is made on the A-ASSOCIATE-RQ read with
 MSG_PEEK, so pynetdicom still finds it on the socket.
@@ -16,15 +19,19 @@ MSG_PEEK, so pynetdicom still finds it on the socket.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom.dsutils import decode, encode
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
@@ -35,9 +42,17 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import PresentationContext
 
 from dimse import _wire as wire
-from dimse._contexts import STORAGE_SOP_CLASSES, VERIFICATION, accepted_contexts
+from dimse._contexts import (
+    FIND_SOP_CLASSES,
+    MOVE_SOP_CLASSES,
+    STORAGE_SOP_CLASSES,
+    VERIFICATION,
+    accepted_contexts,
+)
+from dimse.c_find import FindHandler
+from dimse.c_move import MoveService
 from dimse.c_store import StoreHandler
-from dimse.errors import OUT_OF_RESOURCES
+from dimse.errors import OUT_OF_RESOURCES, SOP_CLASS_NOT_SUPPORTED, UNABLE_TO_PROCESS
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +69,7 @@ _UNEXPECTED_PDU, _UNRECOGNISED_PARAMETER = 2, 6
 
 
 @dataclass(frozen=True)
-class StoragePlan:
+class AssociationPlan:
     """How a plain storage association is accepted."""
 
     calling_ae_title: str
@@ -67,11 +82,11 @@ class StoragePlan:
 
 
 def _supported() -> dict[str, tuple[str, ...]]:
-    storage = set(STORAGE_SOP_CLASSES) | {VERIFICATION}
+    served = {*STORAGE_SOP_CLASSES, VERIFICATION, *FIND_SOP_CLASSES, *MOVE_SOP_CLASSES}
     return {
         context.abstract_syntax: context.transfer_syntaxes
         for context in accepted_contexts()
-        if context.abstract_syntax in storage
+        if context.abstract_syntax in served
     }
 
 
@@ -83,11 +98,11 @@ _SERVED_ELSEWHERE = frozenset(
 )
 
 
-def plan_storage(request: A_ASSOCIATE) -> StoragePlan | None:
+def plan_association(request: A_ASSOCIATE) -> AssociationPlan | None:
     """The plan for a plain storage association, or None to leave it to pynetdicom.
 
-    Plain: the DICOM application context, only Storage and Verification among
-    the abstract syntaxes this listener serves, and no user information but
+    Plain: the DICOM application context, only Storage, Verification, FIND
+    and MOVE among the abstract syntaxes this listener serves, and no user information but
     the Maximum Length and implementation items. Each context gets the
     caller's first proposed transfer syntax that the listener supports for it
     (as pynetdicom does here, see ``in_requestor_order``).
@@ -135,7 +150,7 @@ def plan_storage(request: A_ASSOCIATE) -> StoragePlan | None:
         results.append(result)
     if not accepted:
         return None
-    return StoragePlan(
+    return AssociationPlan(
         calling_ae_title=str(request.calling_ae_title).strip(),
         accepted=accepted,
         results=results,
@@ -143,7 +158,7 @@ def plan_storage(request: A_ASSOCIATE) -> StoragePlan | None:
     )
 
 
-def associate_ac(request: A_ASSOCIATE, plan: StoragePlan, max_pdu: int) -> bytes:
+def associate_ac(request: A_ASSOCIATE, plan: AssociationPlan, max_pdu: int) -> bytes:
     """The A-ASSOCIATE-AC for ``plan`` (PS3.8 9.3.3), with our Maximum Length."""
     answer = A_ASSOCIATE()
     answer.application_context_name = wire.APPLICATION_CONTEXT
@@ -199,7 +214,7 @@ def peek_request(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
 
-class StorageGate:
+class AssociationGate:
     """Takes plain storage associations off pynetdicom's hands (see module doc).
 
     ``take`` runs on the thread pynetdicom's server started for the
@@ -210,6 +225,8 @@ class StorageGate:
     def __init__(
         self,
         store: StoreHandler,
+        find: FindHandler,
+        move: MoveService,
         loop: asyncio.AbstractEventLoop,
         *,
         max_pdu: int,
@@ -219,6 +236,8 @@ class StorageGate:
         others: Callable[[], int],
     ) -> None:
         self._store = store
+        self.find = find
+        self.move = move
         self._loop = loop
         self._max_pdu = max_pdu
         self._timeout_s = timeout_s
@@ -226,7 +245,7 @@ class StorageGate:
         self._refuses = refuses
         self._others = others
         self._lock = threading.Lock()
-        self._sessions: set[StorageSession] = set()
+        self._sessions: set[LoopSession] = set()
         self._stopping = threading.Event()
         # Connections whose association request is still being read.
         self._reading = 0
@@ -312,10 +331,10 @@ class StorageGate:
         address: tuple[str, int],
         raw: bytes,
         request: A_ASSOCIATE,
-        plan: StoragePlan,
+        plan: AssociationPlan,
     ) -> bool:
         """Take a place under the association limit, or refuse; then A-ASSOCIATE-AC."""
-        session = StorageSession(self, plan, address)
+        session = LoopSession(self, plan, address)
         with self._lock:
             full = len(self._sessions) + self._others() >= self._max_associations
             if not full:
@@ -342,7 +361,7 @@ class StorageGate:
             sock.close()
         return True
 
-    def _end(self, session: StorageSession) -> None:
+    def _end(self, session: LoopSession) -> None:
         with self._lock:
             self._sessions.discard(session)
 
@@ -378,7 +397,7 @@ class StorageGate:
         return self._timeout_s
 
     async def store(
-        self, plan: StoragePlan, context_id: int, command: Dataset, data_set: bytes
+        self, plan: AssociationPlan, context_id: int, command: Dataset, data_set: bytes
     ) -> int:
         """The status of one C-STORE (the listener's C-STORE handler decides)."""
         abstract, syntax = plan.accepted[context_id]
@@ -403,7 +422,7 @@ class StorageGate:
             return OUT_OF_RESOURCES
 
 
-def _planned(raw: bytes | None) -> tuple[A_ASSOCIATE | None, StoragePlan | None]:
+def _planned(raw: bytes | None) -> tuple[A_ASSOCIATE | None, AssociationPlan | None]:
     """The decoded request and its storage plan; None for what does not decode."""
     if raw is None:
         return None, None
@@ -413,7 +432,7 @@ def _planned(raw: bytes | None) -> tuple[A_ASSOCIATE | None, StoragePlan | None]
         request = decoded.to_primitive()
     except Exception:  # noqa: BLE001 - whatever does not decode is pynetdicom's
         return None, None
-    return request, plan_storage(request)
+    return request, plan_association(request)
 
 
 def _consume(sock: socket.socket, size: int) -> None:
@@ -425,16 +444,20 @@ def _consume(sock: socket.socket, size: int) -> None:
         received += len(chunk)
 
 
-class StorageSession:
-    """One plain storage association, served on the event loop."""
+class LoopSession:
+    """One plain association, served on the event loop."""
 
     def __init__(
-        self, gate: StorageGate, plan: StoragePlan, address: tuple[str, int]
+        self, gate: AssociationGate, plan: AssociationPlan, address: tuple[str, int]
     ) -> None:
         self._gate = gate
         self._plan = plan
         self._address = address
         self._writer: asyncio.StreamWriter | None = None
+        # The C-FIND or C-MOVE running, its Message ID and its cancel flag.
+        self._operation: asyncio.Task[None] | None = None
+        self._operation_id = -1
+        self._cancelled = threading.Event()
 
     @property
     def transport_socket(self) -> Any:
@@ -482,20 +505,35 @@ class StorageSession:
             logger.exception("Association with %s at %s:%d failed; aborted", *who)
             writer.write(wire.abort(_PROVIDER, 0))
         finally:
+            if self._operation is not None:
+                self._operation.cancel()
             self._gate._end(self)
             writer.close()
 
+    def _busy(self) -> bool:
+        return self._operation is not None and not self._operation.done()
+
     async def _read_pdu(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
-        async with asyncio.timeout(self._gate.timeout_s()):
-            header = await reader.readexactly(wire.PDU_HEADER.size)
-            kind, length = wire.PDU_HEADER.unpack(header)
-            limit = self._gate.max_pdu()
-            if kind == wire.P_DATA and limit and length > limit:
-                raise wire.WireError(
-                    f"A {length}-byte P-DATA-TF PDU exceeds the Maximum Length {limit}"
-                )
-            if kind != wire.P_DATA and length > MAX_REQUEST_BYTES:
-                raise wire.WireError(f"A {length}-byte PDU of type 0x{kind:02X}")
+        timeout_s = self._gate.timeout_s()
+        while True:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    # Bytes stay buffered when the wait times out.
+                    header = await reader.readexactly(wire.PDU_HEADER.size)
+                break
+            except TimeoutError:
+                # A long C-FIND or C-MOVE keeps the association busy, not idle.
+                if not self._busy():
+                    raise
+        kind, length = wire.PDU_HEADER.unpack(header)
+        limit = self._gate.max_pdu()
+        if kind == wire.P_DATA and limit and length > limit:
+            raise wire.WireError(
+                f"A {length}-byte P-DATA-TF PDU exceeds the Maximum Length {limit}"
+            )
+        if kind != wire.P_DATA and length > MAX_REQUEST_BYTES:
+            raise wire.WireError(f"A {length}-byte PDU of type 0x{kind:02X}")
+        async with asyncio.timeout(timeout_s):
             return kind, await reader.readexactly(length)
 
     async def _serve(
@@ -505,11 +543,12 @@ class StorageSession:
         command_parts: list[memoryview] = []
         command_context = 0
         data_parts: list[memoryview] = []
-        # The C-STORE-RQ whose data set is arriving, and its context.
+        # The request whose data set is arriving, and its context.
         waiting: tuple[int, Dataset] | None = None
         while True:
             kind, body = await self._read_pdu(reader)
             if kind == wire.RELEASE_RQ:
+                await self._finish_operation()
                 writer.write(wire.release_rp())
                 await writer.drain()
                 return
@@ -542,25 +581,69 @@ class StorageSession:
                     data_parts.append(fragment)
                     if control & wire.LAST:
                         data, data_parts = b"".join(data_parts), []
-                        await self._on_store(*waiting, data, writer)
+                        await self._on_data_set(*waiting, data, writer)
                         waiting = None
 
     async def _on_command(
         self, context_id: int, command: Dataset, writer: asyncio.StreamWriter
     ) -> tuple[int, Dataset] | None:
+        """Answer a command without a data set; or the request awaiting its own."""
         field = _us_value(command, "CommandField")
+        if field == wire.C_CANCEL_RQ:
+            self._cancel(_us_value(command, "MessageIDBeingRespondedTo"))
+            return None
         _us_value(command, "MessageID")
+        # Without an Asynchronous Operations Window (PS3.7 D.3.3.3) a caller
+        # has one operation outstanding; a request sent early waits for it.
+        await self._finish_operation()
         has_data = _us_value(command, "CommandDataSetType") != wire.NO_DATA_SET
-        if field == wire.C_STORE_RQ and has_data:
-            return context_id, command
         abstract, _ = self._plan.accepted[context_id]
+        if has_data and (
+            field == wire.C_STORE_RQ
+            or (field == wire.C_FIND_RQ and abstract in FIND_SOP_CLASSES)
+            or (field == wire.C_MOVE_RQ and abstract in MOVE_SOP_CLASSES)
+        ):
+            return context_id, command
         if field == wire.C_ECHO_RQ and not has_data and abstract == VERIFICATION:
             response = wire.c_echo_rsp(abstract, int(command.MessageID))
             await self._send(context_id, response, writer)
             return None
         raise wire.WireError(
             f"Command 0x{field:04X} is not served on presentation context "
-            f"{context_id} ({abstract}) of a storage association"
+            f"{context_id} ({abstract})"
+        )
+
+    def _cancel(self, message_id: int) -> None:
+        """C-CANCEL-RQ (PS3.7 9.3.2.3): stop the operation it names, if running."""
+        if self._busy() and message_id == self._operation_id:
+            logger.info(
+                "C-CANCEL from %s for message %d",
+                self._plan.calling_ae_title,
+                message_id,
+            )
+            self._cancelled.set()
+        else:
+            logger.debug("C-CANCEL for message %d, not running: ignored", message_id)
+
+    async def _finish_operation(self) -> None:
+        if self._operation is not None:
+            await self._operation
+            self._operation = None
+
+    async def _on_data_set(
+        self,
+        context_id: int,
+        command: Dataset,
+        data_set: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        if command.CommandField == wire.C_STORE_RQ:
+            await self._on_store(context_id, command, data_set, writer)
+            return
+        self._operation_id = int(command.MessageID)
+        self._cancelled = threading.Event()
+        self._operation = asyncio.create_task(
+            self._run_operation(context_id, command, data_set, writer)
         )
 
     async def _on_store(
@@ -580,6 +663,130 @@ class StorageSession:
         )
         await self._send(context_id, response, writer)
 
+    async def _run_operation(
+        self,
+        context_id: int,
+        command: Dataset,
+        identifier: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """A C-FIND or C-MOVE with its responses; a failure to send aborts."""
+        try:
+            async with asyncio.timeout(None) as deadline:
+                if command.CommandField == wire.C_FIND_RQ:
+                    await self._find(context_id, command, identifier, writer, deadline)
+                else:
+                    await self._move(context_id, command, identifier, writer, deadline)
+        except (TimeoutError, ConnectionError) as error:
+            logger.warning(
+                "Responses to %s could not be sent (%s); association aborted",
+                self._plan.calling_ae_title,
+                type(error).__name__,
+            )
+            self.abort()
+        except Exception:
+            logger.exception(
+                "A request from %s failed; association aborted",
+                self._plan.calling_ae_title,
+            )
+            self.abort()
+
+    async def _find(
+        self,
+        context_id: int,
+        command: Dataset,
+        identifier: bytes,
+        writer: asyncio.StreamWriter,
+        deadline: asyncio.Timeout,
+    ) -> None:
+        abstract, syntax = self._plan.accepted[context_id]
+        message_id = int(command.MessageID)
+        if not self._same_class(command, abstract):
+            await self._respond(
+                context_id,
+                wire.c_find_rsp(abstract, message_id, SOP_CLASS_NOT_SUPPORTED, False),
+                writer,
+                deadline,
+            )
+            return
+        responses = self._gate.find.responses(
+            self._plan.calling_ae_title,
+            abstract,
+            lambda: _decoded(identifier, syntax),
+            self._cancelled.is_set,
+        )
+        async with aclosing(responses):
+            async for status, match in responses:
+                encoded = None if match is None else _encoded(match, syntax)
+                if match is not None and encoded is None:
+                    logger.error("A C-FIND match cannot be encoded; C-FIND ended")
+                    status = UNABLE_TO_PROCESS
+                command_set = wire.c_find_rsp(
+                    abstract, message_id, status, encoded is not None
+                )
+                await self._respond(context_id, command_set, writer, deadline, encoded)
+                if encoded is None:
+                    return
+
+    async def _move(
+        self,
+        context_id: int,
+        command: Dataset,
+        identifier: bytes,
+        writer: asyncio.StreamWriter,
+        deadline: asyncio.Timeout,
+    ) -> None:
+        abstract, syntax = self._plan.accepted[context_id]
+        message_id = int(command.MessageID)
+        if not self._same_class(command, abstract):
+            await self._respond(
+                context_id,
+                wire.c_move_rsp(
+                    abstract, message_id, SOP_CLASS_NOT_SUPPORTED, None, False
+                ),
+                writer,
+                deadline,
+            )
+            return
+        responses = self._gate.move.responses(
+            self._plan.calling_ae_title,
+            abstract,
+            message_id,
+            str(command.get("MoveDestination", "")),
+            lambda: _decoded(identifier, syntax),
+            self._cancelled,
+        )
+        # Closed when this task ends early: the sub-operations stop too.
+        async with aclosing(responses):
+            async for status, counts, failed in responses:
+                encoded = None if failed is None else _encoded(failed, syntax)
+                command_set = wire.c_move_rsp(
+                    abstract, message_id, status, counts, encoded is not None
+                )
+                await self._respond(context_id, command_set, writer, deadline, encoded)
+
+    @staticmethod
+    def _same_class(command: Dataset, abstract: str) -> bool:
+        """PS3.8 7.1.1.13: a context's messages are of its abstract syntax."""
+        return str(command.get("AffectedSOPClassUID", "")) == abstract
+
+    async def _respond(
+        self,
+        context_id: int,
+        command: bytes,
+        writer: asyncio.StreamWriter,
+        deadline: asyncio.Timeout,
+        identifier: bytes | None = None,
+    ) -> None:
+        """Send one response; the requester has the DIMSE timeout to take it."""
+        max_pdu = self._plan.peer_max_pdu
+        writer.write(wire.p_data_pdus(context_id, wire.COMMAND, command, max_pdu))
+        if identifier is not None:
+            writer.write(wire.p_data_pdus(context_id, 0, identifier, max_pdu))
+        deadline.reschedule(asyncio.get_running_loop().time() + self._gate.timeout_s())
+        await writer.drain()
+        deadline.reschedule(None)
+
     async def _send(
         self, context_id: int, command: bytes, writer: asyncio.StreamWriter
     ) -> None:
@@ -587,6 +794,23 @@ class StorageSession:
             wire.p_data_pdus(context_id, wire.COMMAND, command, self._plan.peer_max_pdu)
         )
         await writer.drain()
+
+
+def _decoded(identifier: bytes, syntax: str) -> Dataset:
+    """A request's identifier in its context's transfer syntax."""
+    uid = UID(syntax)
+    return decode(
+        io.BytesIO(identifier),
+        uid.is_implicit_VR,
+        uid.is_little_endian,
+        uid.is_deflated,
+    )
+
+
+def _encoded(identifier: Dataset, syntax: str) -> bytes | None:
+    """A response's identifier in the context's transfer syntax; None if it cannot be."""
+    uid = UID(syntax)
+    return encode(identifier, uid.is_implicit_VR, uid.is_little_endian, uid.is_deflated)
 
 
 def _us_value(command: Dataset, keyword: str) -> int:
