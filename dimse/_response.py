@@ -7,6 +7,7 @@ Character Set ISO_IR 192 whenever any returned text is not ASCII.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from pydicom.dataelem import DataElement
@@ -111,3 +112,136 @@ def response_identifier(
     elif wants_character_set:
         ds.add(DataElement(SPECIFIC_CHARACTER_SET, "CS", None))
     return ds
+
+
+# Transfer syntaxes whose identifiers are written straight from the match.
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+# Text VRs written from JSON strings (numbers for IS), and the binary ones.
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "IS", "LO", "LT", "SH", "ST", "TM", "UC", "UI"}
+    | {"UR", "UT"}
+)
+_BINARY_FORMATS = {"US": "<H", "SS": "<h", "UL": "<L", "SL": "<l"}
+_BINARY_FORMATS |= {"FL": "<f", "FD": "<d"}
+# PS3.5 7.1.2: these VRs have a 4-byte length in Explicit VR.
+_LONG_LENGTH_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC"})
+_LONG_LENGTH_VRS |= frozenset({"UN", "UR", "UT"})
+
+
+class _Unwritable(Exception):
+    """A value the direct writer leaves to pydicom."""
+
+
+def _pn_text(value: Any) -> str:
+    if not isinstance(value, dict):
+        raise _Unwritable("PN value is not an object")
+    groups = [value.get(name) or "" for name in ("Alphabetic", "Ideographic")]
+    groups.append(value.get("Phonetic") or "")
+    if not all(isinstance(group, str) for group in groups):
+        raise _Unwritable("PN component group is not a string")
+    return "=".join(groups).rstrip("=")
+
+
+def _text_value(vr: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if vr == "PN":
+        return _pn_text(value)
+    if vr == "IS" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and vr in _TEXT_VRS:
+        return value
+    raise _Unwritable(f"{vr} value {type(value).__name__}")
+
+
+def _value_bytes(vr: str, values: list[Any]) -> tuple[bytes, bool]:
+    """The value field (padded to even length) and whether its text is not ASCII."""
+    if vr in _BINARY_FORMATS:
+        if not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
+            raise _Unwritable(f"{vr} value that is no number")
+        try:
+            packed = struct.pack(f"<{len(values)}{_BINARY_FORMATS[vr][1]}", *values)
+        except struct.error as error:
+            raise _Unwritable(str(error)) from None
+        return packed, False
+    if vr != "PN" and vr not in _TEXT_VRS:
+        raise _Unwritable(f"VR {vr}")
+    text = "\\".join(_text_value(vr, value) for value in values)
+    raw = text.encode("utf-8")
+    if len(raw) % 2:
+        raw += b"\x00" if vr == "UI" else b" "
+    return raw, not text.isascii()
+
+
+def _header(tag: int, vr: str, length: int, explicit: bool) -> bytes:
+    group, element = tag >> 16, tag & 0xFFFF
+    if not explicit:
+        return struct.pack("<HHL", group, element, length)
+    if vr in _LONG_LENGTH_VRS:
+        return struct.pack("<HH2s2xL", group, element, vr.encode(), length)
+    if length > 0xFFFF:
+        raise _Unwritable(f"{length} bytes in a {vr} value")
+    return struct.pack("<HH2sH", group, element, vr.encode(), length)
+
+
+def write_response_identifier(
+    match: dict[str, Any],
+    requested: tuple[RequestedKey, ...],
+    level: Level,
+    wants_character_set: bool,
+    retrieve_ae_title: str,
+    transfer_syntax: str,
+) -> bytes | None:
+    """``response_identifier`` encoded, written straight from the match.
+
+    The same elements and bytes as pydicom writes for it, without building a
+    data set. None when pydicom has to: a transfer syntax other than Implicit
+    or Explicit VR Little Endian, a sequence, or a value of another kind.
+    """
+    if transfer_syntax not in (_IMPLICIT_LE, _EXPLICIT_LE):
+        return None
+    elements: dict[int, tuple[str, bytes]] = {}
+    non_ascii = False
+    try:
+        for key in requested:
+            tag = int(key.tag)
+            if key.tag == RETRIEVE_AE_TITLE:
+                elements[tag] = ("AE", _value_bytes("AE", [retrieve_ae_title])[0])
+                continue
+            if key.items is not None or key.vr == "SQ":
+                return None
+            attribute = match.get(f"{tag:08X}")
+            if not attribute or "Value" not in attribute:
+                elements[tag] = (key.vr, b"")
+                continue
+            vr = str(attribute.get("vr") or key.vr)
+            values = attribute["Value"]
+            if not isinstance(values, list):
+                return None
+            encoded, wide = _value_bytes(vr, values)
+            non_ascii = non_ascii or wide
+            elements[tag] = (vr, encoded)
+        elements[int(QUERY_RETRIEVE_LEVEL)] = (
+            "CS",
+            _value_bytes("CS", [level.value])[0],
+        )
+    except _Unwritable:
+        return None
+    if non_ascii:
+        charset = _value_bytes("CS", [UTF8_CHARACTER_SET])[0]
+        elements[int(SPECIFIC_CHARACTER_SET)] = ("CS", charset)
+    elif wants_character_set:
+        elements[int(SPECIFIC_CHARACTER_SET)] = ("CS", b"")
+    explicit = transfer_syntax == _EXPLICIT_LE
+    parts: list[bytes] = []
+    try:
+        for tag in sorted(elements):
+            vr, value = elements[tag]
+            parts.append(_header(tag, vr, len(value), explicit))
+            parts.append(value)
+    except _Unwritable:
+        return None
+    return b"".join(parts)

@@ -98,6 +98,32 @@ def p_data_pdus(
             return b"".join(parts)
 
 
+def p_data_message(
+    context_id: int, command: bytes, data_set: bytes | None, max_pdu: int
+) -> bytes:
+    """A whole message: its command set, then its data set if it has one.
+
+    When both fit within ``max_pdu`` (0: no limit) they travel as two PDVs of
+    one P-DATA-TF PDU (PS3.8 9.3.5), the receiver's one read for the message.
+    """
+    if data_set is None:
+        return p_data_pdus(context_id, COMMAND, command, max_pdu)
+    size = len(command) + len(data_set) + 2 * PDV_OVERHEAD
+    if max_pdu and size > max_pdu or size > UNLIMITED_FRAGMENT:
+        return p_data_pdus(context_id, COMMAND, command, max_pdu) + p_data_pdus(
+            context_id, 0, data_set, max_pdu
+        )
+    return b"".join(
+        (
+            PDU_HEADER.pack(P_DATA, size),
+            PDV_HEADER.pack(len(command) + 2, context_id, COMMAND | LAST),
+            command,
+            PDV_HEADER.pack(len(data_set) + 2, context_id, LAST),
+            data_set,
+        )
+    )
+
+
 def pdv_items(body: bytes | memoryview) -> list[tuple[int, int, memoryview]]:
     """(presentation context ID, message control header, fragment) of each PDV."""
     view = memoryview(body)

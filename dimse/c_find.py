@@ -12,6 +12,8 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import replace
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom.dsutils import encode
 from pynetdicom.events import Event
 
 from archive.errors import ArchiveError
@@ -20,12 +22,13 @@ from archive.service import Archive, SearchResult
 from dimse._bridge import LoopBridge
 from dimse._contexts import PATIENT_ROOT
 from dimse._identifier import FindRequest, parse_identifier
-from dimse._response import response_identifier
+from dimse._response import response_identifier, write_response_identifier
 from dimse.errors import (
     CANCEL,
     PENDING,
     PENDING_WITH_WARNINGS,
     SUCCESS,
+    UNABLE_TO_PROCESS,
     DimseError,
     Service,
     status_for,
@@ -47,6 +50,11 @@ class MatchPages:
         self._after: tuple[CursorValue, ...] | None = None
         self._offset = 0
         self._done = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the last page has been fetched."""
+        return self._done
 
     async def next(self) -> SearchResult | None:
         """The next page, or None after the last."""
@@ -120,39 +128,73 @@ class FindHandler:
         caller: str,
         sop_class: str,
         identifier: Callable[[], Dataset],
+        transfer_syntax: str,
         cancelled: Callable[[], bool],
-    ) -> AsyncGenerator[FindYield, None]:
-        """Run one C-FIND on the event loop; the last pair is the final status.
+    ) -> AsyncGenerator[list[tuple[int, bytes | None]], None]:
+        """Run one C-FIND on the event loop: its responses, a page at a time.
 
+        Each response is (status, identifier encoded in ``transfer_syntax``);
+        a page's pending responses go together, so that the requester gets
+        them in one read, and the last page ends with the final status.
         ``identifier`` decodes the request's identifier (a failure to is
         answered like any other); ``cancelled`` tells whether a C-CANCEL
-        arrived.
+        arrived, and is asked before each page.
         """
         try:
             request = self._request(sop_class, identifier)
         except Exception as error:  # noqa: BLE001 - answered as a status
-            yield self._failure(error, caller)
+            yield [(self._failure(error, caller)[0], None)]
             return
         pages = MatchPages(self._archive, request.query, self._page_size)
         count = 0
+        batch: list[tuple[int, bytes | None]] = []
         while True:
             try:
                 result = await pages.next()
             except Exception as error:  # noqa: BLE001 - answered as a status
-                yield self._failure(error, caller)
+                yield [*batch, (self._failure(error, caller)[0], None)]
                 return
             if result is None:
                 break
+            if cancelled():
+                logger.info("C-FIND from %s cancelled after %d", caller, count)
+                yield [*batch, (CANCEL, None)]
+                return
             status = PENDING_WITH_WARNINGS if result.unsupported else PENDING
             for match in result.matches:
-                if cancelled():
-                    logger.info("C-FIND from %s cancelled after %d", caller, count)
-                    yield CANCEL, None
+                encoded = self._encoded(match, request, transfer_syntax)
+                if encoded is None:
+                    logger.error("C-FIND from %s: a match cannot be encoded", caller)
+                    yield [*batch, (UNABLE_TO_PROCESS, None)]
                     return
-                yield status, self._identifier(match, request)
-                count += 1
+                batch.append((status, encoded))
+            count += len(result.matches)
+            if not pages.done:
+                yield batch
+                batch = []
         logger.info("C-FIND from %s: %d matches", caller, count)
-        yield SUCCESS, None
+        yield [*batch, (SUCCESS, None)]
+
+    def _encoded(
+        self, match: dict[str, object], request: FindRequest, transfer_syntax: str
+    ) -> bytes | None:
+        written = write_response_identifier(
+            match,
+            request.requested,
+            request.level,
+            request.wants_character_set,
+            self._ae_title,
+            transfer_syntax,
+        )
+        if written is not None:
+            return written
+        syntax = UID(transfer_syntax)
+        return encode(
+            self._identifier(match, request),
+            syntax.is_implicit_VR,
+            syntax.is_little_endian,
+            syntax.is_deflated,
+        )
 
     def _request(
         self, sop_class: str, identifier: Callable[[], Dataset]

@@ -52,7 +52,7 @@ from dimse._contexts import (
 from dimse.c_find import FindHandler
 from dimse.c_move import MoveService
 from dimse.c_store import StoreHandler
-from dimse.errors import OUT_OF_RESOURCES, SOP_CLASS_NOT_SUPPORTED, UNABLE_TO_PROCESS
+from dimse.errors import OUT_OF_RESOURCES, SOP_CLASS_NOT_SUPPORTED
 
 logger = logging.getLogger(__name__)
 
@@ -713,20 +713,21 @@ class LoopSession:
             self._plan.calling_ae_title,
             abstract,
             lambda: _decoded(identifier, syntax),
+            syntax,
             self._cancelled.is_set,
         )
         async with aclosing(responses):
-            async for status, match in responses:
-                encoded = None if match is None else _encoded(match, syntax)
-                if match is not None and encoded is None:
-                    logger.error("A C-FIND match cannot be encoded; C-FIND ended")
-                    status = UNABLE_TO_PROCESS
-                command_set = wire.c_find_rsp(
-                    abstract, message_id, status, encoded is not None
-                )
-                await self._respond(context_id, command_set, writer, deadline, encoded)
-                if encoded is None:
-                    return
+            async for batch in responses:
+                messages = [
+                    (
+                        wire.c_find_rsp(
+                            abstract, message_id, status, encoded is not None
+                        ),
+                        encoded,
+                    )
+                    for status, encoded in batch
+                ]
+                await self._respond_all(context_id, messages, writer, deadline)
 
     async def _move(
         self,
@@ -779,10 +780,23 @@ class LoopSession:
         identifier: bytes | None = None,
     ) -> None:
         """Send one response; the requester has the DIMSE timeout to take it."""
+        await self._respond_all(context_id, [(command, identifier)], writer, deadline)
+
+    async def _respond_all(
+        self,
+        context_id: int,
+        messages: list[tuple[bytes, bytes | None]],
+        writer: asyncio.StreamWriter,
+        deadline: asyncio.Timeout,
+    ) -> None:
+        """Send responses (command, identifier) in one write, within the timeout."""
         max_pdu = self._plan.peer_max_pdu
-        writer.write(wire.p_data_pdus(context_id, wire.COMMAND, command, max_pdu))
-        if identifier is not None:
-            writer.write(wire.p_data_pdus(context_id, 0, identifier, max_pdu))
+        writer.write(
+            b"".join(
+                wire.p_data_message(context_id, command, identifier, max_pdu)
+                for command, identifier in messages
+            )
+        )
         deadline.reschedule(asyncio.get_running_loop().time() + self._gate.timeout_s())
         await writer.drain()
         deadline.reschedule(None)

@@ -27,7 +27,7 @@ from pydicom.uid import (
 )
 
 from dimse._contexts import STUDY_ROOT_MOVE
-from dimse._wire import c_store_rq, p_data_pdus
+from dimse._wire import c_store_rq, p_data_message, p_data_pdus, pdv_items
 from tests.conftest import RunningServer
 from tests.dimse.helpers import (
     ScriptedStorage,
@@ -86,6 +86,24 @@ def test_an_unlimited_peer_gets_large_pdus_and_a_command_its_own_flags() -> None
 
 def test_an_empty_payload_is_one_last_fragment() -> None:
     assert _pdus(p_data_pdus(3, 0x01, b"", 16384)) == [(6, 3, 0x03, b"")]
+
+
+def test_a_message_that_fits_goes_as_two_pdvs_of_one_pdu() -> None:
+    command, identifier = secrets.token_bytes(91), secrets.token_bytes(300)
+    stream = p_data_message(7, command, identifier, 16384)
+    kind, length = struct.unpack_from(">BxL", stream)
+    assert (kind, length) == (0x04, len(stream) - 6)
+    items = [(c, control, bytes(f)) for c, control, f in pdv_items(stream[6:])]
+    assert items == [(7, 0x03, command), (7, 0x02, identifier)]
+
+
+def test_a_message_that_does_not_fit_is_cut_within_the_maximum_length() -> None:
+    command, identifier = secrets.token_bytes(91), secrets.token_bytes(9000)
+    pdus = _pdus(p_data_message(7, command, identifier, 4096))
+    assert all(length <= 4096 for length, _, _, _ in pdus)
+    assert pdus[0][2:] == (0x03, command)
+    assert b"".join(fragment for *_, fragment in pdus[1:]) == identifier
+    assert p_data_message(7, command, None, 4096) == p_data_pdus(7, 1, command, 4096)
 
 
 def _command(encoded: bytes) -> Dataset:
