@@ -152,14 +152,14 @@ class Retriever:
     ) -> Generator[RetrieveYield, None, None]:
         """One pending yield per instance, each ``load`` of its stored bytes.
 
-        The next instances are read and decrypted on a thread of their own
-        while the current one is sent. An instance that cannot be read is
+        The next instances are read, decrypted and loaded on a thread of
+        their own while the current one is sent. An instance that cannot be read is
         yielded without its SOP Class UID, so that its sub-operation fails and
         is listed in Failed SOP Instance UID List (PS3.4 C.4.2.1.4.2) without
         anything being sent.
         """
         todo = iter(instances)
-        ahead: deque[tuple[StoredInstance, Future[bytes]]] = deque()
+        ahead: deque[Future[Dataset]] = deque()
         with ThreadPoolExecutor(1, thread_name_prefix="dimse-read") as reader:
             try:
                 while True:
@@ -167,28 +167,22 @@ class Retriever:
                         len(ahead) < READ_AHEAD
                         and (item := next(todo, None)) is not None
                     ):
-                        ahead.append(
-                            (item, reader.submit(self._archive.read_here, item))
-                        )
+                        ahead.append(reader.submit(self._load, item, load))
                     if not ahead:
                         return
                     if cancelled():
                         yield CANCEL, None
                         return
-                    item, read = ahead.popleft()
-                    yield PENDING, self._load(item, read, load)
+                    yield PENDING, ahead.popleft().result()
             finally:
-                for _, read in ahead:
-                    read.cancel()
+                for loading in ahead:
+                    loading.cancel()
 
     def _load(
-        self,
-        item: StoredInstance,
-        read: Future[bytes],
-        load: Callable[[StoredInstance, bytes], Dataset],
+        self, item: StoredInstance, load: Callable[[StoredInstance, bytes], Dataset]
     ) -> Dataset:
         try:
-            return load(item, read.result())
+            return load(item, self._archive.read_here(item))
         except (ArchiveError, DimseError, OSError) as error:
             logger.error(
                 "Cannot read a stored instance for a sub-operation (%s)",
