@@ -92,7 +92,10 @@ class Supervisor:
                 embedded.stop()
         if failed:
             return 1
-        return 0 if all(code == 0 for code in codes) else 1
+        if all(stopped_cleanly(code) for code in codes):
+            return 0
+        logger.error("Workers ended with exit codes %s", codes)
+        return 1
 
     def _start(self, worker: int, settings: Settings) -> None:
         process = self._context.Process(
@@ -146,6 +149,15 @@ class Supervisor:
                 process.kill()
                 process.join()
         return [process.exitcode for process in self._processes.values()]
+
+
+def stopped_cleanly(exit_code: int | None) -> bool:
+    """Whether a worker's exit code is that of a stop we asked for.
+
+    0 is a worker that drained and ended; -SIGTERM one that the stop's
+    SIGTERM ended while it was still starting, before it handled signals.
+    """
+    return exit_code in (0, -signal.SIGTERM)
 
 
 def supervise(settings: Settings, log_level: str) -> int:

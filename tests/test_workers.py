@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import psutil
 import pytest
 from pydicom import dcmread
 
+from dicomvault.workers import stopped_cleanly
 from dimse._stored import split_part10
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.dicomweb.stow_helpers import multipart_body
@@ -186,3 +188,21 @@ def test_stopping_the_supervisor_stops_workers_and_postgres(tmp_path: Path) -> N
         "DICOMVAULT_TEST_DATABASE_URL"
     )
     assert running.log().count("dicomvault stopped") == 2
+
+
+def _sleep() -> None:
+    time.sleep(60)
+
+
+def test_a_worker_ended_by_the_stop_while_starting_counts_as_stopped() -> None:
+    # A worker still importing has no SIGTERM handler yet: the signal ends it.
+    starting = multiprocessing.get_context("spawn").Process(target=_sleep)
+    starting.start()
+    starting.terminate()
+    starting.join(30)
+    assert starting.exitcode == -signal.SIGTERM
+    assert stopped_cleanly(starting.exitcode)
+    assert stopped_cleanly(0)
+    assert not stopped_cleanly(1)
+    assert not stopped_cleanly(-signal.SIGKILL)
+    assert not stopped_cleanly(None)
