@@ -70,7 +70,7 @@ _UNEXPECTED_PDU, _UNRECOGNISED_PARAMETER = 2, 6
 
 @dataclass(frozen=True)
 class AssociationPlan:
-    """How a plain storage association is accepted."""
+    """How a plain association is accepted."""
 
     calling_ae_title: str
     # Presentation context ID -> (abstract syntax, accepted transfer syntax).
@@ -99,7 +99,7 @@ _SERVED_ELSEWHERE = frozenset(
 
 
 def plan_association(request: A_ASSOCIATE) -> AssociationPlan | None:
-    """The plan for a plain storage association, or None to leave it to pynetdicom.
+    """The plan for a plain association, or None to leave it to pynetdicom.
 
     Plain: the DICOM application context, only Storage, Verification, FIND
     and MOVE among the abstract syntaxes this listener serves, and no user information but
@@ -215,7 +215,7 @@ def peek_request(
 
 
 class AssociationGate:
-    """Takes plain storage associations off pynetdicom's hands (see module doc).
+    """Takes plain associations off pynetdicom's hands (see module doc).
 
     ``take`` runs on the thread pynetdicom's server started for the
     connection; ``others`` counts the associations pynetdicom is serving, so
@@ -423,7 +423,7 @@ class AssociationGate:
 
 
 def _planned(raw: bytes | None) -> tuple[A_ASSOCIATE | None, AssociationPlan | None]:
-    """The decoded request and its storage plan; None for what does not decode."""
+    """The decoded request and its plan; None for what does not decode."""
     if raw is None:
         return None, None
     try:
