@@ -135,16 +135,16 @@ def _decoded(data: bytes, tag: BaseTag, vr: str, charsets: Sequence[str]) -> str
 
 def _text(identifier: Dataset, tag: BaseTag, vr: str, charsets: Sequence[str]) -> str:
     """The value in DICOM string form, decoded with the identifier's charset."""
-    raw = identifier.get_item(tag)
-    if vr in _BINARY_VRS:
+    # An empty value needs no conversion (which an ambiguous VR would fail).
+    raw = identifier.get_item(tag, keep_deferred=True)
+    if vr in _BINARY_VRS or (isinstance(raw, RawDataElement) and not raw.value):
         return ""
     if isinstance(raw, RawDataElement) and (vr in _ASCII_VRS or vr in TEXT_VRS):
-        if raw.value is None:
-            return ""
         return _decoded(raw.value, tag, vr, charsets).strip(" \x00")
     try:
         value = identifier[tag].value
-    except (ValueError, LookupError, UnicodeError) as error:
+    except (ValueError, LookupError, UnicodeError, AttributeError) as error:
+        # AttributeError: pydicom cannot resolve an ambiguous VR (e.g. US or SS).
         name = keyword_for_tag(tag) or str(tag)
         raise InvalidIdentifier(f"{name} cannot be decoded: {error}") from None
     return _text_of_value(value).strip(" \x00")
@@ -194,7 +194,7 @@ def parse_identifier(identifier: Dataset, patient_root: bool) -> FindRequest:
     for tag in sorted(identifier.keys()):
         if tag.element == 0 or tag in _CONTROL_KEYS:
             continue
-        vr = _vr_of(identifier.get_item(tag))
+        vr = _vr_of(identifier.get_item(tag, keep_deferred=True))
         keyword = keyword_for_tag(tag)
         if not keyword or tag.is_private:
             requested.append(RequestedKey(tag, vr))

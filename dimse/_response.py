@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from pydicom import config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -64,13 +65,41 @@ def _element(key: RequestedKey, attribute: dict[str, Any]) -> DataElement:
     )
     if value_key != "Value":
         return _empty(key)
+    values = attribute["Value"]
+    if isinstance(values, list) and vr in _STRING_VRS:
+        has_null = None in values
+        # A null in a list is an empty value, never the text "None".
+        values = ["" if value is None else value for value in values]
+        if (vr in ("IS", "DS") and has_null) or (
+            vr in _UNCONVERTED_VRS
+            and any(isinstance(value, str) and not value.isascii() for value in values)
+        ):
+            # pydicom writes these VRs in Latin-1 whatever the character set;
+            # the response declares ISO_IR 192, so the bytes must be UTF-8:
+            # given their Latin-1 reading, pydicom writes exactly them.
+            utf8 = "\\".join(str(value) for value in values).encode("utf-8")
+            return DataElement(
+                key.tag,
+                vr,
+                utf8.decode("latin-1"),
+                # Kept as stored; whether the VR allows it is not ours to judge.
+                validation_mode=config.IGNORE,
+            )
     try:
-        return DataElement.from_json(
-            Dataset, _json_key(key), vr, attribute["Value"], value_key
-        )
+        return DataElement.from_json(Dataset, _json_key(key), vr, values, value_key)
     except (ValueError, TypeError, KeyError):
         # A stored value pydicom cannot rebuild is answered empty, not as a failure.
         return _empty(key)
+
+
+# VRs whose JSON values are strings (or numbers, for IS and DS).
+_STRING_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "SH", "ST", "TM", "UC"}
+    | {"UI", "UR", "UT"}
+)
+# Those that pydicom writes without the character set (PS3.5 6.1.2.3).
+_UNCONVERTED_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM"})
+_UNCONVERTED_VRS |= frozenset({"UI", "UR"})
 
 
 def _text_values(value: Any) -> list[str]:
@@ -78,6 +107,8 @@ def _text_values(value: Any) -> list[str]:
         return [text for item in value for text in _text_values(item)]
     if isinstance(value, (str, PersonName)):
         return [str(value)]
+    if isinstance(value, bytes):
+        return [value.decode("utf-8", "replace")]
     return []
 
 
@@ -164,7 +195,7 @@ def _value_bytes(vr: str, values: list[Any]) -> tuple[bytes, bool]:
             raise _Unwritable(f"{vr} value that is no number")
         try:
             packed = struct.pack(f"<{len(values)}{_BINARY_FORMATS[vr][1]}", *values)
-        except struct.error as error:
+        except (struct.error, OverflowError) as error:
             raise _Unwritable(str(error)) from None
         return packed, False
     if vr != "PN" and vr not in _TEXT_VRS:
@@ -197,8 +228,8 @@ def write_response_identifier(
 ) -> bytes | None:
     """``response_identifier`` encoded, written straight from the match.
 
-    The same elements and bytes as pydicom writes for it, without building a
-    data set. None when pydicom has to: a transfer syntax other than Implicit
+    The same elements and bytes as pydicom writes for the data set
+    ``response_identifier`` builds (tests compare them), without building it. None when pydicom has to: a transfer syntax other than Implicit
     or Explicit VR Little Endian, a sequence, or a value of another kind.
     """
     if transfer_syntax not in (_IMPLICIT_LE, _EXPLICIT_LE):

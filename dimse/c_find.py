@@ -7,6 +7,7 @@ QIDO-RS runs), never this module's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import replace
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 FindYield = tuple[int, Dataset | None]
 PAGE_SIZE = 200
+# Pending responses sent in one write on the event loop's path.
+BATCH = 20
 
 
 class MatchPages:
@@ -50,11 +53,6 @@ class MatchPages:
         self._after: tuple[CursorValue, ...] | None = None
         self._offset = 0
         self._done = False
-
-    @property
-    def done(self) -> bool:
-        """Whether the last page has been fetched."""
-        return self._done
 
     async def next(self) -> SearchResult | None:
         """The next page, or None after the last."""
@@ -134,11 +132,12 @@ class FindHandler:
         """Run one C-FIND on the event loop: its responses, a page at a time.
 
         Each response is (status, identifier encoded in ``transfer_syntax``);
-        a page's pending responses go together, so that the requester gets
-        them in one read, and the last page ends with the final status.
-        ``identifier`` decodes the request's identifier (a failure to is
-        answered like any other); ``cancelled`` tells whether a C-CANCEL
-        arrived, and is asked before each page.
+        pending responses go in batches of up to ``BATCH`` (one write each),
+        and the last batch ends with the final status. ``identifier`` decodes
+        the request's identifier (a failure to is answered like any other);
+        ``cancelled`` tells whether a C-CANCEL arrived: between batches the
+        event loop gets to read one, so a cancel stops the C-FIND within a
+        batch or two.
         """
         try:
             request = self._request(sop_class, identifier)
@@ -156,22 +155,24 @@ class FindHandler:
                 return
             if result is None:
                 break
-            if cancelled():
-                logger.info("C-FIND from %s cancelled after %d", caller, count)
-                yield [*batch, (CANCEL, None)]
-                return
             status = PENDING_WITH_WARNINGS if result.unsupported else PENDING
             for match in result.matches:
+                if len(batch) == BATCH:
+                    yield batch
+                    batch = []
+                    # Lets the association's reader take a C-CANCEL meanwhile.
+                    await asyncio.sleep(0)
+                if cancelled():
+                    logger.info("C-FIND from %s cancelled after %d", caller, count)
+                    yield [*batch, (CANCEL, None)]
+                    return
                 encoded = self._encoded(match, request, transfer_syntax)
                 if encoded is None:
                     logger.error("C-FIND from %s: a match cannot be encoded", caller)
                     yield [*batch, (UNABLE_TO_PROCESS, None)]
                     return
                 batch.append((status, encoded))
-            count += len(result.matches)
-            if not pages.done:
-                yield batch
-                batch = []
+                count += 1
         logger.info("C-FIND from %s: %d matches", caller, count)
         yield [*batch, (SUCCESS, None)]
 

@@ -141,7 +141,11 @@ class MoveHandler:
         caller = event.assoc.requestor.ae_title
         destination = str(event.move_destination or "").strip()
         # A failed look-up raises: pynetdicom logs it and answers 0xC514.
-        peer = self._bridge.call(self._peers.get(destination))
+        peer = (
+            self._bridge.call(self._peers.get(destination))
+            if is_ae_title(destination)
+            else None
+        )
         if peer is None:
             logger.warning(
                 "C-MOVE from %s to unknown destination %r refused (0xA801)",
@@ -220,6 +224,21 @@ class _Tally:
         return _failed_list(self.failed_uids)
 
 
+def is_ae_title(text: str) -> bool:
+    """Whether ``text`` can be an AE title.
+
+    PS3.5 6.2: at most 16 characters of the default repertoire, without
+    backslash or control characters.
+    """
+    return 0 < len(text) <= 16 and all(" " <= c <= "~" and c != "\\" for c in text)
+
+
+def _abort_when_open(connecting: asyncio.Future[StoreAssociation]) -> None:
+    """Abort an association to a destination that nobody waits for any more."""
+    if not connecting.cancelled() and connecting.exception() is None:
+        connecting.result().abort()
+
+
 def _failed_list(uids: list[str]) -> Dataset:
     identifier = Dataset()
     identifier.FailedSOPInstanceUIDList = uids
@@ -257,7 +276,9 @@ class MoveService:
         """
         destination = destination.strip()
         try:
-            peer = await self._peers.get(destination)
+            peer = (
+                await self._peers.get(destination) if is_ae_title(destination) else None
+            )
             if peer is None:
                 logger.warning(
                     "C-MOVE from %s to unknown destination %r refused (0xA801)",
@@ -286,8 +307,8 @@ class MoveService:
             )
             yield OUT_OF_RESOURCES_MATCHES, None, None
             return
-        try:
-            association = await asyncio.to_thread(
+        connecting = asyncio.ensure_future(
+            asyncio.to_thread(
                 StoreAssociation.request,
                 (peer.host, peer.port),
                 self._ae_title,
@@ -295,6 +316,9 @@ class MoveService:
                 storage_contexts(instances),
                 self._timeout_s,
             )
+        )
+        try:
+            association = await asyncio.shield(connecting)
         except StoreAssociationError as error:
             logger.warning(
                 "C-MOVE from %s: destination %s at %s:%d %s; %d sub-operations "
@@ -312,6 +336,10 @@ class MoveService:
                 None, 0, len(instances), 0
             ), _failed_list(uids)
             return
+        except BaseException:
+            # The requester went away while the destination was being reached.
+            connecting.add_done_callback(_abort_when_open)
+            raise
         tally = _Tally(len(instances))
         progress = self._progress(
             association, instances, caller, message_id, cancelled, tally

@@ -457,7 +457,10 @@ class LoopSession:
         # The C-FIND or C-MOVE running, its Message ID and its cancel flag.
         self._operation: asyncio.Task[None] | None = None
         self._operation_id = -1
+        self._operation_context = 0
         self._cancelled = threading.Event()
+        # Set once this side aborts: nothing more is read or answered.
+        self._aborted = False
 
     @property
     def transport_socket(self) -> Any:
@@ -470,10 +473,13 @@ class LoopSession:
         return self._plan.calling_ae_title
 
     def abort(self) -> None:
-        """Abort the association now (from the event loop's thread)."""
+        """Abort the association now (from the event loop's thread).
+
+        A-ABORT, then the connection closes; nothing more is read from it.
+        """
+        self._aborted = True
         if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(wire.abort(_PROVIDER, 0))
-            self._writer.close()
+            _close(self._writer, wire.abort(_PROVIDER, 0))
 
     async def run(self, sock: socket.socket) -> None:
         """Serve the association until it is released, aborted or idle too long."""
@@ -485,6 +491,8 @@ class LoopSession:
             self._gate._end(self)
             return
         self._writer = writer
+        # The last PDU to send before closing, if any.
+        last: bytes | None = None
         try:
             await self._serve(reader, writer)
             logger.info("Association released by %s at %s:%d", *who)
@@ -493,22 +501,25 @@ class LoopSession:
             reason = (
                 _UNEXPECTED_PDU if "PDU type" in str(error) else _UNRECOGNISED_PARAMETER
             )
-            writer.write(wire.abort(_PROVIDER, reason))
+            last = wire.abort(_PROVIDER, reason)
         except TimeoutError:
             logger.warning("Association with %s at %s:%d idle too long, aborted", *who)
-            writer.write(wire.abort(_PROVIDER, 0))
+            last = wire.abort(_PROVIDER, 0)
         except (asyncio.IncompleteReadError, ConnectionError) as error:
             logger.info("Association with %s at %s:%d ended: %s", *who, error)
         except _Aborted:
             logger.info("Association aborted with %s at %s:%d", *who)
+        except _AbortedHere:
+            pass  # logged where it was decided
         except Exception:
             logger.exception("Association with %s at %s:%d failed; aborted", *who)
-            writer.write(wire.abort(_PROVIDER, 0))
+            last = wire.abort(_PROVIDER, 0)
         finally:
             if self._operation is not None:
                 self._operation.cancel()
             self._gate._end(self)
-            writer.close()
+            if not writer.is_closing():
+                _close(writer, last)
 
     def _busy(self) -> bool:
         return self._operation is not None and not self._operation.done()
@@ -546,6 +557,8 @@ class LoopSession:
         # The request whose data set is arriving, and its context.
         waiting: tuple[int, Dataset] | None = None
         while True:
+            if self._aborted:
+                raise _AbortedHere
             kind, body = await self._read_pdu(reader)
             if kind == wire.RELEASE_RQ:
                 await self._finish_operation()
@@ -590,12 +603,14 @@ class LoopSession:
         """Answer a command without a data set; or the request awaiting its own."""
         field = _us_value(command, "CommandField")
         if field == wire.C_CANCEL_RQ:
-            self._cancel(_us_value(command, "MessageIDBeingRespondedTo"))
+            self._cancel(context_id, _us_value(command, "MessageIDBeingRespondedTo"))
             return None
         _us_value(command, "MessageID")
         # Without an Asynchronous Operations Window (PS3.7 D.3.3.3) a caller
         # has one operation outstanding; a request sent early waits for it.
         await self._finish_operation()
+        if self._aborted:
+            raise _AbortedHere
         has_data = _us_value(command, "CommandDataSetType") != wire.NO_DATA_SET
         abstract, _ = self._plan.accepted[context_id]
         if has_data and (
@@ -613,9 +628,16 @@ class LoopSession:
             f"{context_id} ({abstract})"
         )
 
-    def _cancel(self, message_id: int) -> None:
-        """C-CANCEL-RQ (PS3.7 9.3.2.3): stop the operation it names, if running."""
-        if self._busy() and message_id == self._operation_id:
+    def _cancel(self, context_id: int, message_id: int) -> None:
+        """C-CANCEL-RQ (PS3.7 9.3.2.3): stop the operation it names, if running.
+
+        It names the request by Message ID and comes on the request's context.
+        """
+        if (
+            self._busy()
+            and message_id == self._operation_id
+            and context_id == self._operation_context
+        ):
             logger.info(
                 "C-CANCEL from %s for message %d",
                 self._plan.calling_ae_title,
@@ -641,6 +663,7 @@ class LoopSession:
             await self._on_store(context_id, command, data_set, writer)
             return
         self._operation_id = int(command.MessageID)
+        self._operation_context = context_id
         self._cancelled = threading.Event()
         self._operation = asyncio.create_task(
             self._run_operation(context_id, command, data_set, writer)
@@ -845,3 +868,28 @@ def _echoable(value: object) -> str | None:
 
 class _Aborted(Exception):
     """The peer sent A-ABORT."""
+
+
+class _AbortedHere(Exception):
+    """This side aborted the association (and logged why)."""
+
+
+# How long a closing connection may take to send its last PDU.
+_CLOSE_GRACE_S = 2.0
+
+
+def _close(writer: asyncio.StreamWriter, last: bytes | None) -> None:
+    """Close the connection after ``last``; reset it if the peer is not reading.
+
+    Unsent data left means the peer stopped taking what is sent: a graceful
+    close would wait for it forever, holding the socket and its buffer.
+    """
+    transport = writer.transport
+    if transport.get_write_buffer_size():
+        transport.abort()
+        return
+    if last is not None:
+        writer.write(last)
+    writer.close()
+    if transport.get_write_buffer_size():
+        asyncio.get_running_loop().call_later(_CLOSE_GRACE_S, transport.abort)

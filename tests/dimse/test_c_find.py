@@ -429,6 +429,36 @@ def test_cancel_stops_the_pending_responses() -> None:
     assert list(responses) == [(0xFE00, None)]
 
 
+async def _loop_batches(total: int, cancel_after: int) -> list[list[int]]:
+    """Statuses of each batch the loop's C-FIND sends; cancelled after some."""
+    archive = _PagedArchive(total=total)
+    handler = FindHandler(
+        cast(Archive, archive), cast(LoopBridge, _ImmediateBridge()), "AE", 200
+    )
+    batches: list[list[int]] = []
+    responses = handler.responses(
+        "CALLER",
+        STUDY_ROOT_FIND,
+        lambda: _query("STUDY", StudyInstanceUID=""),
+        "1.2.840.10008.1.2.1",
+        lambda: len(batches) >= cancel_after,
+    )
+    async for batch in responses:
+        batches.append([status for status, _ in batch])
+    return batches
+
+
+def test_the_loop_sends_batches_and_ends_with_success() -> None:
+    batches = asyncio.run(_loop_batches(45, cancel_after=99))
+    assert batches == [[0xFF00] * 20, [0xFF00] * 20, [0xFF00] * 5 + [0x0000]]
+
+
+def test_a_cancel_between_batches_stops_the_loop_find() -> None:
+    # A page holds 200 matches; the cancel is seen after the first batch.
+    batches = asyncio.run(_loop_batches(150, cancel_after=1))
+    assert batches == [[0xFF00] * 20, [0xFE00]]
+
+
 # PS3.5 K.2: "Zhang^XiaoDong=张^小东=" with each ideographic group in GB2312.
 IR58_NAME = b"Zhang^XiaoDong=\x1b$)A\xd5\xc5^\x1b$)A\xd0\xa1\xb6\xab="
 

@@ -247,3 +247,22 @@ def test_retrieve_query_keeps_a_single_patient_id_and_a_study_uid_list() -> None
     ds.StudyInstanceUID = ["1.2.3", "1.2.4"]
     query = retrieve_query(_decoded(ds), patient_root=True)
     assert query.keys == {"PatientID": "P-1", "StudyInstanceUID": "1.2.3\\1.2.4"}
+
+
+def test_an_empty_key_of_ambiguous_vr_in_implicit_vr_is_a_return_key() -> None:
+    # (0028,0106) is US or SS: pydicom cannot tell which without Pixel
+    # Representation, and an empty key needs no value to be read.
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "IMAGE"
+    identifier.StudyInstanceUID = "1.2"
+    identifier.SeriesInstanceUID = "1.3"
+    identifier.SOPInstanceUID = ""
+    identifier.SmallestImagePixelValue = None
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, True
+    write_dataset(buffer, identifier)
+    decoded = read_dataset(io.BytesIO(buffer.getvalue()), True, True)
+    request = parse_identifier(decoded, patient_root=False)
+    assert (Tag("SmallestImagePixelValue"), "US") in [
+        (key.tag, key.vr) for key in request.requested
+    ]

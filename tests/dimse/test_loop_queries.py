@@ -9,6 +9,7 @@ same path.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import secrets
 import socket
@@ -36,7 +37,8 @@ from dimse._contexts import (
     STUDY_ROOT_MOVE,
     VERIFICATION,
 )
-from dimse.loop_scp import plan_association
+from dimse.c_move import is_ae_title
+from dimse.loop_scp import _close, plan_association
 from dimse.store_scu import (
     StoreAssociationError,
     _associate_request,
@@ -290,6 +292,18 @@ def test_a_cancel_for_another_message_is_ignored(
     assert statuses == [0xFF00, 0x0000]
 
 
+def test_a_cancel_on_another_context_is_ignored(
+    requester: Requester, stored: Stored
+) -> None:
+    # PS3.7 9.3.2.3: a C-CANCEL comes on the context of the request it names.
+    requester.send(
+        c_find(13, QueryRetrieveLevel="STUDY", PatientID=stored.patient_id),
+        c_cancel(13, MOVE),
+    )
+    statuses = [int(command.Status) for command, _ in requester.responses()]
+    assert statuses == [0xFF00, 0x0000]
+
+
 def test_a_request_sent_before_the_answer_waits_for_it(
     requester: Requester, stored: Stored
 ) -> None:
@@ -434,3 +448,76 @@ def test_a_requester_gone_mid_move_leaves_the_archive_serving(
         query.StudyInstanceUID = stored.study
         statuses = [int(s.Status) for s, _ in assoc.send_c_find(query, STUDY_ROOT_FIND)]
     assert statuses == [0xFF00, 0x0000]
+
+
+@pytest.mark.parametrize(
+    ("title", "valid"),
+    [
+        ("STORESCP", True),
+        ("A" * 16, True),
+        ("MY AE", True),
+        ("", False),
+        ("A" * 17, False),
+        ("DEST\x00", False),
+        ("BAD\\AE", False),
+        ("TAB\tAE", False),
+        ("É", False),
+    ],
+)
+def test_move_destinations_must_be_ae_titles(title: str, valid: bool) -> None:
+    # Anything else is an unknown destination (0xA801), not an index error.
+    assert is_ae_title(title) is valid
+
+
+async def _closed_connection(peer_reads: bool) -> bytes | type[BaseException]:
+    """What a peer sees when the archive closes on it after sending 8 MiB."""
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[asyncio.StreamWriter] = loop.create_future()
+
+    async def on_connect(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set_result(writer)
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    peer = socket.socket()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    peer.connect(("127.0.0.1", port))
+    peer.settimeout(5)
+    try:
+        writer = await asyncio.wait_for(accepted, 5)
+        if peer_reads:
+            writer.write(b"data")
+            await writer.drain()
+            assert peer.recv(10) == b"data"
+        else:
+            writer.write(b"\x00" * (8 << 20))
+            await asyncio.sleep(0.2)
+            assert writer.transport.get_write_buffer_size() > 0
+        _close(writer, b"last")
+        await asyncio.sleep(0.2)
+        assert writer.transport.is_closing()
+        if not peer_reads:
+            received = 0
+            try:
+                while chunk := await asyncio.to_thread(peer.recv, 1 << 20):
+                    received += len(chunk)
+            except ConnectionResetError:
+                return ConnectionResetError
+            # Everything the archive still held was dropped, not sent.
+            assert received < 8 << 20
+            return b""
+        return await asyncio.to_thread(peer.recv, 10)
+    finally:
+        peer.close()
+        server.close()
+
+
+def test_a_peer_that_stops_reading_is_reset_not_waited_for() -> None:
+    assert asyncio.run(_closed_connection(peer_reads=False)) in (
+        ConnectionResetError,
+        b"",
+    )
+
+
+def test_a_peer_that_reads_gets_the_last_pdu_then_the_end() -> None:
+    assert asyncio.run(_closed_connection(peer_reads=True)) == b"last"

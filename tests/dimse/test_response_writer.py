@@ -76,6 +76,11 @@ MATCHES: dict[str, dict[str, Any]] = {
         "00080050": {"vr": "SH", "Value": []},
         "00080061": {"vr": "CS", "Value": ["CT", None]},
     },
+    "nulls-and-latin-code": {
+        "0020000D": {"vr": "UI", "Value": ["1.2.3.6"]},
+        "00201208": {"vr": "IS", "Value": [1, None, 3]},
+        "00080061": {"vr": "CS", "Value": ["CRÂNE", None]},
+    },
     "phonetic-only": {
         "00100010": {"vr": "PN", "Value": [{"Phonetic": "wang^fang"}]},
     },
@@ -142,3 +147,23 @@ def test_sequences_and_unknown_values_are_left_to_pydicom() -> None:
         )
         is None
     )
+
+
+def test_the_pydicom_path_writes_no_none_and_only_utf8() -> None:
+    request = _request(StudyInstanceUID="", SpecificCharacterSet="")
+    requested = (
+        *request.requested,
+        *_request(PixelSpacing="", ModalitiesInStudy="").requested,
+    )
+    match = {
+        "00280030": {"vr": "DS", "Value": [0.5, None]},
+        "00080061": {"vr": "CS", "Value": ["CRÂNE"]},
+    }
+    dataset = response_identifier(match, requested, Level.STUDY, True, "DV")
+    for syntax in (ExplicitVRBigEndian, ExplicitVRLittleEndian):
+        uid = UID(syntax)
+        encoded = encode(dataset, uid.is_implicit_VR, uid.is_little_endian)
+        assert encoded is not None
+        assert b"None" not in encoded
+        assert "CRÂNE".encode() in encoded
+        assert b"ISO_IR 192" in encoded
