@@ -11,12 +11,12 @@ import asyncio
 import enum
 import re
 import secrets
-import tempfile
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from dicomweb._media import parse_content_type, quote_parameter
+from storage.spool import SpooledCipherFile
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -383,8 +383,9 @@ async def iter_parts(
 ) -> AsyncIterator[ReceivedPart]:
     """Yield each part of a multipart body as it completes, spooled to a file.
 
-    A part stays in memory up to ``spool_max_bytes`` and moves to a temporary file
-    past that; writes to disk run in a worker thread. The caller closes each
+    A part stays in memory up to ``spool_max_bytes`` and moves to an encrypted
+    temporary file past that (``storage.spool``); writes to disk run in a worker
+    thread. The caller closes each
     ``part.file``; a part still being read when an error or ``aclose()`` stops the
     iteration is closed here.
 
@@ -419,8 +420,8 @@ class _Spool:
 
     def __init__(self, headers: Mapping[str, str], max_bytes: int) -> None:
         self.headers = headers
-        # Not a with block: the file outlives this object and the caller closes it
-        self.file = tempfile.SpooledTemporaryFile(max_size=max_bytes)  # noqa: SIM115
+        # The caller closes it; on disk its bytes are encrypted (patient data).
+        self.file = SpooledCipherFile(max_bytes)
         self._max_bytes = max_bytes
         self._size = 0
         self._pending: list[bytes] = []

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 import re
-import tempfile
 import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -33,6 +31,7 @@ from dicomweb._multipart import (
     parse_content_type,
     stream_parts,
 )
+from storage.spool import SpooledCipherFile
 
 BOUNDARY = "b0undary-7f3a"
 DELIMITER_BYTES = len(b"\r\n--" + BOUNDARY.encode())
@@ -413,12 +412,15 @@ async def test_iter_parts_spools_a_200_mb_part_to_disk_with_a_small_buffer(
     readers: list[RecordingReader] = []
     rollover_threads: list[int] = []
 
-    class ThreadNotingSpool(tempfile.SpooledTemporaryFile[bytes]):
+    class ThreadNotingSpool(SpooledCipherFile):
         """A spool that notes the thread that moves it to disk."""
 
-        def rollover(self) -> None:
-            rollover_threads.append(threading.get_ident())
-            super().rollover()
+        def write(self, data: bytes | bytearray | memoryview) -> int:
+            was_on_disk = self.rolled_over
+            written = super().write(data)
+            if self.rolled_over and not was_on_disk:
+                rollover_threads.append(threading.get_ident())
+            return written
 
     async def request_body() -> AsyncIterator[bytes]:
         yield b"--b0undary-7f3a\r\nContent-Type: application/dicom\r\n\r\n"
@@ -427,7 +429,7 @@ async def test_iter_parts_spools_a_200_mb_part_to_disk_with_a_small_buffer(
         yield b"\r\n--b0undary-7f3a--\r\n"
 
     monkeypatch.setattr(_multipart, "MultipartReader", RecordingReader)
-    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", ThreadNotingSpool)
+    monkeypatch.setattr(_multipart, "SpooledCipherFile", ThreadNotingSpool)
     tracemalloc.start()
     try:
         parts = [part async for part in iter_parts(request_body(), BOUNDARY)]
@@ -437,8 +439,8 @@ async def test_iter_parts_spools_a_200_mb_part_to_disk_with_a_small_buffer(
 
     [part] = parts
     with part.file:
-        spool = cast("tempfile.SpooledTemporaryFile[bytes]", part.file)
-        assert not isinstance(spool._file, io.BytesIO), "the part never left memory"
+        spool = cast(SpooledCipherFile, part.file)
+        assert spool.rolled_over, "the part never left memory"
         digest = hashlib.sha256()
         while block := part.file.read(1 << 20):
             digest.update(block)
@@ -453,15 +455,14 @@ async def test_iter_parts_spools_a_200_mb_part_to_disk_with_a_small_buffer(
 async def test_iter_parts_raises_truncated_and_closes_the_unfinished_part(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    spools: list[tempfile.SpooledTemporaryFile[bytes]] = []
-    real_spool = tempfile.SpooledTemporaryFile
+    spools: list[SpooledCipherFile] = []
 
-    def recording_spool(*args: Any, **kwargs: Any) -> Any:
-        spool = real_spool(*args, **kwargs)
+    def recording_spool(max_bytes: int) -> SpooledCipherFile:
+        spool = SpooledCipherFile(max_bytes)
         spools.append(spool)
         return spool
 
-    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", recording_spool)
+    monkeypatch.setattr(_multipart, "SpooledCipherFile", recording_spool)
     body = b"--b0undary-7f3a\r\n\r\none\r\n--b0undary-7f3a\r\n\r\ntwo, cut short"
     received: list[ReceivedPart] = []
 
