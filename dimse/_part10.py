@@ -31,11 +31,15 @@ def file_meta(
     return meta
 
 
-def part10_bytes(meta: FileMetaDataset, encoded_dataset: bytes) -> bytes:
-    """Preamble, prefix and meta group, then the data set exactly as received."""
+def part10_header(meta: FileMetaDataset) -> bytes:
+    """Preamble, prefix and meta group: what goes before the data set."""
     buffer = DicomBytesIO()
     buffer.is_little_endian, buffer.is_implicit_VR = True, False
     buffer.write(_PREAMBLE)
     write_file_meta_info(buffer, meta, enforce_standard=True)
-    buffer.write(encoded_dataset)
     return buffer.getvalue()
+
+
+def part10_bytes(meta: FileMetaDataset, encoded_dataset: bytes) -> bytes:
+    """Preamble, prefix and meta group, then the data set exactly as received."""
+    return part10_header(meta) + encoded_dataset

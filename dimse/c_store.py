@@ -7,9 +7,9 @@ set bytes of the request, never decoded and encoded again.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
+from typing import BinaryIO
 
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
@@ -19,13 +19,10 @@ from archive.ingest import Outcome
 from archive.service import Archive
 from archive.uids import check_uid
 from dimse._bridge import LoopBridge
-from dimse._part10 import file_meta, part10_bytes
+from dimse._part10 import file_meta, part10_header
 from dimse.errors import SUCCESS, ContextMismatch, DimseError, Service, status_for
 
 logger = logging.getLogger(__name__)
-
-# Data sets up to this size are framed as a Part 10 file on the event loop.
-_COPY_ON_LOOP_BYTES = 4 << 20
 
 
 def check_context(sop_class_uid: str, abstract_syntax: str) -> None:
@@ -44,14 +41,14 @@ def check_context(sop_class_uid: str, abstract_syntax: str) -> None:
         )
 
 
-def prepare(
+def header_for(
     sop_class_uid: str,
     sop_instance_uid: str,
     abstract_syntax: str,
     transfer_syntax_uid: str,
-    data_set: bytes,
 ) -> bytes:
-    """The Part 10 file of a received data set, once its command is checked.
+    """What goes before a received data set in its Part 10 file, once the
+    command is checked; raises for a command that cannot be stored.
 
     The data set is not decoded here: ingest parses it once, refusing one
     that cannot be read (0xC000) or whose UIDs contradict the command
@@ -62,15 +59,30 @@ def prepare(
     check_context(sop_class_uid, abstract_syntax)
     # A data set in the other VR encoding than the context's is refused
     # by ingest's parser (0xC000), which trusts no guess about it.
-    meta = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax_uid)
-    return part10_bytes(meta, data_set)
+    return part10_header(
+        file_meta(sop_class_uid, sop_instance_uid, transfer_syntax_uid)
+    )
+
+
+def prepare(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    abstract_syntax: str,
+    transfer_syntax_uid: str,
+    data_set: bytes,
+) -> bytes:
+    """The Part 10 file of a received data set, once its command is checked."""
+    header = header_for(
+        sop_class_uid, sop_instance_uid, abstract_syntax, transfer_syntax_uid
+    )
+    return header + data_set
 
 
 class StoreHandler:
     """Stores one received instance and answers its C-STORE status (PS3.4 B.2.3).
 
     Called as pynetdicom's EVT_C_STORE handler on an association's thread,
-    and awaited (``status``) by the storage associations served on the loop.
+    and awaited (``stored_file``) by the associations served on the loop.
     """
 
     def __init__(self, archive: Archive, bridge: LoopBridge) -> None:
@@ -93,45 +105,46 @@ class StoreHandler:
                 event.encoded_dataset(include_meta=False),
             )
             return self._bridge.call(
-                self._store(caller, part10, sop_class_uid, sop_instance_uid)
+                self._store(
+                    caller,
+                    io.BytesIO(part10),
+                    len(part10),
+                    sop_class_uid,
+                    sop_instance_uid,
+                )
             )
         except Exception as error:  # noqa: BLE001 - every failure is a status
-            return _refusal(caller, error)
+            return refusal(caller, error)
 
-    async def status(
+    async def stored_file(
         self,
         caller: str,
         sop_class_uid: str,
         sop_instance_uid: str,
-        abstract_syntax: str,
-        transfer_syntax_uid: str,
-        data_set: bytes,
+        part10: BinaryIO,
+        size: int,
     ) -> int:
-        """Store one instance from the event loop; its C-STORE status."""
-        arguments = (
-            sop_class_uid,
-            sop_instance_uid,
-            abstract_syntax,
-            transfer_syntax_uid,
-            data_set,
-        )
+        """Store one received Part 10 file (``header_for`` + data set); its status."""
         try:
-            # Building the file copies the data set: a large one off the loop.
-            if len(data_set) > _COPY_ON_LOOP_BYTES:
-                part10 = await asyncio.to_thread(prepare, *arguments)
-            else:
-                part10 = prepare(*arguments)
-            return await self._store(caller, part10, sop_class_uid, sop_instance_uid)
+            return await self._store(
+                caller, part10, size, sop_class_uid, sop_instance_uid
+            )
         except Exception as error:  # noqa: BLE001 - every failure is a status
-            return _refusal(caller, error)
+            return refusal(caller, error)
 
     async def _store(
-        self, caller: str, part10: bytes, sop_class_uid: str, sop_instance_uid: str
+        self,
+        caller: str,
+        part10: BinaryIO,
+        size: int,
+        sop_class_uid: str,
+        sop_instance_uid: str,
     ) -> int:
         # The calling AE title picks the character set rule for mislabelled text.
+        part10.seek(0)
         result = await self._archive.store(
-            io.BytesIO(part10),
-            len(part10),
+            part10,
+            size,
             source=caller,
             expected_sop_class=sop_class_uid,
             expected_sop_instance=sop_instance_uid,
@@ -142,7 +155,7 @@ class StoreHandler:
         return SUCCESS
 
 
-def _refusal(caller: str, error: Exception) -> int:
+def refusal(caller: str, error: Exception) -> int:
     """Log why a C-STORE failed; its status."""
     status = status_for(error, Service.STORE)
     if not isinstance(error, (ArchiveError, DimseError)):

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -51,11 +51,14 @@ from dimse._contexts import (
 )
 from dimse.c_find import FindHandler
 from dimse.c_move import MoveService
-from dimse.c_store import StoreHandler
+from dimse.c_store import StoreHandler, header_for, refusal
 from dimse.errors import OUT_OF_RESOURCES, SOP_CLASS_NOT_SUPPORTED
+from storage.spool import SpooledCipherFile
 
 logger = logging.getLogger(__name__)
 
+# A C-STORE data set larger than this waits in an encrypted temporary file.
+SPOOL_BYTES = 8 << 20
 # An A-ASSOCIATE-RQ larger than this goes to pynetdicom (128 contexts fit).
 MAX_REQUEST_BYTES = 1 << 16
 # How often a connection still being read checks that the listener goes on.
@@ -396,20 +399,41 @@ class AssociationGate:
         """Idle time after which an association is aborted."""
         return self._timeout_s
 
-    async def store(
-        self, plan: AssociationPlan, context_id: int, command: Dataset, data_set: bytes
-    ) -> int:
-        """The status of one C-STORE (the listener's C-STORE handler decides)."""
+    def upload(
+        self, plan: AssociationPlan, context_id: int, command: Dataset
+    ) -> Upload:
+        """Where the data set of a C-STORE-RQ goes as it arrives.
+
+        A command that cannot be stored (a malformed UID, a SOP class other
+        than its context's) gets an upload that keeps nothing: the data set
+        is still read, then refused.
+        """
         abstract, syntax = plan.accepted[context_id]
         try:
+            header = header_for(
+                str(command.get("AffectedSOPClassUID", "")),
+                str(command.get("AffectedSOPInstanceUID", "")),
+                abstract,
+                syntax,
+            )
+        except Exception as error:  # noqa: BLE001 - answered as a status
+            return Upload(None, error)
+        return Upload(header, None)
+
+    async def store(
+        self, plan: AssociationPlan, command: Dataset, upload: Upload
+    ) -> int:
+        """The status of one C-STORE (the listener's C-STORE handler decides)."""
+        if upload.refusal is not None:
+            return refusal(plan.calling_ae_title, upload.refusal)
+        try:
             async with asyncio.timeout(self._timeout_s):
-                return await self._store.status(
+                return await self._store.stored_file(
                     plan.calling_ae_title,
                     str(command.get("AffectedSOPClassUID", "")),
                     str(command.get("AffectedSOPInstanceUID", "")),
-                    abstract,
-                    syntax,
-                    data_set,
+                    upload.part10(),
+                    upload.size,
                 )
         except TimeoutError:
             logger.warning(
@@ -420,6 +444,56 @@ class AssociationGate:
                 self._timeout_s,
             )
             return OUT_OF_RESOURCES
+
+
+class Upload:
+    """One C-STORE's Part 10 file as its data set arrives: File Meta
+    Information first, then each fragment.
+
+    Fragments are kept as they came up to ``SPOOL_BYTES`` and joined once;
+    past that everything goes to an encrypted temporary file
+    (``storage.spool``), written from a worker thread: a data set of any size
+    costs bounded memory and never reaches the disk in clear.
+    """
+
+    def __init__(self, header: bytes | None, refusal: Exception | None) -> None:
+        self.refusal = refusal
+        self._parts: list[bytes | memoryview] = [] if header is None else [header]
+        self.size = 0 if header is None else len(header)
+        self._spool: SpooledCipherFile | None = None
+
+    @property
+    def spooled(self) -> bool:
+        """Whether the bytes went to the encrypted temporary file."""
+        return self._spool is not None
+
+    async def add(self, fragment: memoryview) -> None:
+        """Append a fragment (dropped when the C-STORE is to be refused)."""
+        if self.refusal is not None:
+            return
+        self.size += len(fragment)
+        if self._spool is None and self.size <= SPOOL_BYTES:
+            self._parts.append(fragment)
+            return
+        if self._spool is None:
+            self._spool = SpooledCipherFile(0)
+            held, self._parts = [*self._parts, fragment], []
+            await asyncio.to_thread(self._spool.writelines, held)
+        else:
+            await asyncio.to_thread(self._spool.write, fragment)
+
+    def part10(self) -> BinaryIO:
+        """The whole file, to be read from its start."""
+        if self._spool is not None:
+            self._spool.seek(0)
+            return cast(BinaryIO, self._spool)
+        return io.BytesIO(b"".join(self._parts))
+
+    def close(self) -> None:
+        """Forget the bytes."""
+        self._parts = []
+        if self._spool is not None:
+            self._spool.close()
 
 
 def _planned(raw: bytes | None) -> tuple[A_ASSOCIATE | None, AssociationPlan | None]:
@@ -461,6 +535,8 @@ class LoopSession:
         self._cancelled = threading.Event()
         # Set once this side aborts: nothing more is read or answered.
         self._aborted = False
+        # The data set of the C-STORE arriving now.
+        self._upload: Upload | None = None
 
     @property
     def transport_socket(self) -> Any:
@@ -517,6 +593,8 @@ class LoopSession:
         finally:
             if self._operation is not None:
                 self._operation.cancel()
+            if self._upload is not None:
+                self._upload.close()
             self._gate._end(self)
             if not writer.is_closing():
                 _close(writer, last)
@@ -588,13 +666,21 @@ class LoopSession:
                     command = wire.decode_command(b"".join(command_parts))
                     command_parts = []
                     waiting = await self._on_command(context_id, command, writer)
+                    if waiting is not None and command.CommandField == wire.C_STORE_RQ:
+                        self._upload = self._gate.upload(self._plan, *waiting)
                 else:
                     if waiting is None or waiting[0] != context_id:
                         raise wire.WireError("A data set arrived without its command")
-                    data_parts.append(fragment)
+                    if self._upload is not None:
+                        await self._upload.add(fragment)
+                    else:
+                        data_parts.append(fragment)
                     if control & wire.LAST:
-                        data, data_parts = b"".join(data_parts), []
-                        await self._on_data_set(*waiting, data, writer)
+                        if self._upload is not None:
+                            await self._on_store(*waiting, self._upload, writer)
+                        else:
+                            data, data_parts = b"".join(data_parts), []
+                            await self._on_data_set(*waiting, data, writer)
                         waiting = None
 
     async def _on_command(
@@ -659,9 +745,7 @@ class LoopSession:
         data_set: bytes,
         writer: asyncio.StreamWriter,
     ) -> None:
-        if command.CommandField == wire.C_STORE_RQ:
-            await self._on_store(context_id, command, data_set, writer)
-            return
+        """Start the C-FIND or C-MOVE whose identifier has arrived."""
         self._operation_id = int(command.MessageID)
         self._operation_context = context_id
         self._cancelled = threading.Event()
@@ -673,10 +757,14 @@ class LoopSession:
         self,
         context_id: int,
         command: Dataset,
-        data_set: bytes,
+        upload: Upload,
         writer: asyncio.StreamWriter,
     ) -> None:
-        status = await self._gate.store(self._plan, context_id, command, data_set)
+        try:
+            status = await self._gate.store(self._plan, command, upload)
+        finally:
+            upload.close()
+            self._upload = None
         # The UIDs are echoed only when they can be (PS3.7 9.3.1.2: optional).
         response = wire.c_store_rsp(
             _echoable(command.get("AffectedSOPClassUID")),

@@ -150,7 +150,7 @@ class SpooledCipherFile:
         self._roll_over_for(len(data))
         return self._file.write(data)
 
-    def writelines(self, chunks: Iterable[bytes]) -> None:
+    def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
         """Write each chunk in turn."""
         for chunk in chunks:
             self.write(chunk)

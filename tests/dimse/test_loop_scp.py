@@ -44,7 +44,7 @@ from archive.service import Archive
 from dimse import _wire as wire
 from dimse._contexts import STUDY_ROOT_GET, VERIFICATION
 from dimse.listener import DimseListener, ListenerConfig
-from dimse.loop_scp import plan_association
+from dimse.loop_scp import SPOOL_BYTES, Upload, plan_association
 from dimse.store_scu import (
     StoreAssociation,
     StoreAssociationError,
@@ -227,6 +227,29 @@ def test_a_store_cut_into_small_pdus_arrives_whole(server: RunningServer) -> Non
         server, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
     )
     assert dataset_bytes(stored) == dataset_bytes(data)
+
+
+def test_a_data_set_larger_than_memory_holds_is_spooled_and_stored_whole(
+    server: RunningServer,
+) -> None:
+    # 2048 x 2304 x 16 bits: 9.4 MB, past the 8 MiB kept in memory.
+    ds = make_ct(rows=2048, columns=2304)
+    data = part10(ds)
+    assert len(data) > SPOOL_BYTES
+    status = _send_one(server, data, ds.SOPInstanceUID, max_pdu=1 << 20)
+    assert int(status.Status) == 0x0000
+    stored = wado_instance(
+        server, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
+    assert dataset_bytes(stored) == dataset_bytes(data)
+
+
+def test_a_large_data_set_for_a_refused_command_is_read_and_refused() -> None:
+    # A malformed SOP Instance UID: the data set is consumed, nothing kept.
+    upload = Upload(None, ValueError("bad UID"))
+    asyncio.run(upload.add(memoryview(bytes(SPOOL_BYTES + 1))))
+    assert upload.size == 0 and not upload.spooled
+    upload.close()
 
 
 @pytest.mark.parametrize(
@@ -471,3 +494,21 @@ def test_connections_that_send_nothing_are_limited_too(
                 assert more.recv(10) == b""
             except ConnectionResetError:
                 pass
+
+
+def test_an_upload_past_the_limit_moves_to_the_encrypted_spool() -> None:
+    header, body = b"H" * 10, bytes(range(256)) * (SPOOL_BYTES // 256 + 1)
+
+    async def received() -> bytes:
+        upload = Upload(header, None)
+        half = len(body) // 2
+        await upload.add(memoryview(body)[:half])
+        assert not upload.spooled
+        await upload.add(memoryview(body)[half:])
+        assert upload.spooled and upload.size == len(header) + len(body)
+        try:
+            return upload.part10().read()
+        finally:
+            upload.close()
+
+    assert asyncio.run(received()) == header + body
