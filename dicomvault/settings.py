@@ -104,7 +104,9 @@ class Settings:
         metadata={"doc": "Calling AE titles allowed to associate; empty = any"},
     )
     dimse_max_pdu_bytes: int = field(
-        default=0, metadata={"doc": "Max PDU we receive; 0 = unlimited"}
+        # Bounded: no peer makes the archive hold one PDU larger than this.
+        default=1 << 20,
+        metadata={"doc": "Max PDU we receive; 0 = unlimited"},
     )
     dimse_timeout_s: float = field(
         default=60.0, metadata={"doc": "DIMSE/network inactivity timeout"}

@@ -47,7 +47,7 @@ class ListenerConfig:
     port: int
     ae_title: str
     calling_ae_titles: tuple[str, ...] = ()
-    max_pdu_bytes: int = 0
+    max_pdu_bytes: int = 1 << 20
     # Several worker processes listen on one port (SO_REUSEPORT).
     shared_port: bool = False
     timeout_s: float = 60.0

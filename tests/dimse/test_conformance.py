@@ -144,8 +144,8 @@ def test_listener_lets_a_c_get_caller_take_the_storage_scp_role(
         assert context.as_scp and not context.as_scu  # as proposed
         assert assoc.acceptor.implementation_class_uid == IMPLEMENTATION_CLASS_UID
         assert assoc.acceptor.implementation_version_name == IMPLEMENTATION_VERSION_NAME
-        # The statement says 0 (unlimited) by default for what we receive.
-        assert assoc.acceptor.maximum_length == 0
+        # The statement says 1 MiB by default for what we receive.
+        assert assoc.acceptor.maximum_length == 1 << 20
     finally:
         assoc.release()
         ae.shutdown()

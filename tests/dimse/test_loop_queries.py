@@ -521,3 +521,12 @@ def test_a_peer_that_stops_reading_is_reset_not_waited_for() -> None:
 
 def test_a_peer_that_reads_gets_the_last_pdu_then_the_end() -> None:
     assert asyncio.run(_closed_connection(peer_reads=True)) == b"last"
+
+
+def test_a_pdu_over_the_announced_maximum_length_is_aborted(
+    requester: Requester,
+) -> None:
+    # The archive announces 1 MiB by default; only the header is sent.
+    requester.send(wire.PDU_HEADER.pack(wire.P_DATA, (1 << 20) + 1))
+    kind, _ = requester.read_pdu()
+    assert kind == wire.ABORT
