@@ -39,7 +39,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import code_to_category
 
 from archive.index import StoredInstance
-from archive.peers import PeerDirectory
+from archive.peers import Peer, PeerDirectory
 from dimse._bridge import LoopBridge
 from dimse._retrieve import (
     Retriever,
@@ -147,11 +147,7 @@ class MoveHandler:
             else None
         )
         if peer is None:
-            logger.warning(
-                "C-MOVE from %s to unknown destination %r refused (0xA801)",
-                caller,
-                destination,
-            )
+            _log_unknown(caller, destination)
             yield None, None
             return
         try:
@@ -166,17 +162,7 @@ class MoveHandler:
         )
         yield len(instances)
         if failures:
-            logger.warning(
-                "C-MOVE from %s: destination %s at %s:%d %s; %d sub-operations "
-                "failed (0x%04X)",
-                caller,
-                destination,
-                peer.host,
-                peer.port,
-                failures[0],
-                len(instances),
-                OUT_OF_RESOURCES_SUBOPERATIONS,
-            )
+            _log_unreachable(caller, destination, peer, failures[0], len(instances))
             yield OUT_OF_RESOURCES_SUBOPERATIONS, _all_failed(instances)
             return
         yield from self._retriever.sub_operations(
@@ -222,6 +208,30 @@ class _Tally:
 
     def failed_list(self) -> Dataset:
         return _failed_list(self.failed_uids)
+
+
+def _log_unknown(caller: str, destination: str) -> None:
+    logger.warning(
+        "C-MOVE from %s to unknown destination %r refused (0xA801)",
+        caller,
+        destination,
+    )
+
+
+def _log_unreachable(
+    caller: str, destination: str, peer: Peer, why: str, count: int
+) -> None:
+    logger.warning(
+        "C-MOVE from %s: destination %s at %s:%d %s; %d sub-operations "
+        "failed (0x%04X)",
+        caller,
+        destination,
+        peer.host,
+        peer.port,
+        why,
+        count,
+        OUT_OF_RESOURCES_SUBOPERATIONS,
+    )
 
 
 def is_ae_title(text: str) -> bool:
@@ -280,11 +290,7 @@ class MoveService:
                 await self._peers.get(destination) if is_ae_title(destination) else None
             )
             if peer is None:
-                logger.warning(
-                    "C-MOVE from %s to unknown destination %r refused (0xA801)",
-                    caller,
-                    destination,
-                )
+                _log_unknown(caller, destination)
                 yield MOVE_DESTINATION_UNKNOWN, None, None
                 return
             instances = await self._retriever.selected(sop_class, identifier)
@@ -320,17 +326,7 @@ class MoveService:
         try:
             association = await asyncio.shield(connecting)
         except StoreAssociationError as error:
-            logger.warning(
-                "C-MOVE from %s: destination %s at %s:%d %s; %d sub-operations "
-                "failed (0x%04X)",
-                caller,
-                destination,
-                peer.host,
-                peer.port,
-                error,
-                len(instances),
-                OUT_OF_RESOURCES_SUBOPERATIONS,
-            )
+            _log_unreachable(caller, destination, peer, str(error), len(instances))
             uids = [item.sop_instance_uid for item in instances]
             yield OUT_OF_RESOURCES_SUBOPERATIONS, SubOperations(
                 None, 0, len(instances), 0

@@ -782,12 +782,35 @@ class LoopSession:
         writer: asyncio.StreamWriter,
     ) -> None:
         """A C-FIND or C-MOVE with its responses; a failure to send aborts."""
+        abstract, syntax = self._plan.accepted[context_id]
+        message_id = int(command.MessageID)
+        find = command.CommandField == wire.C_FIND_RQ
         try:
             async with asyncio.timeout(None) as deadline:
-                if command.CommandField == wire.C_FIND_RQ:
-                    await self._find(context_id, command, identifier, writer, deadline)
+                # PS3.8 7.1.1.13: a context's messages are of its abstract syntax.
+                if str(command.get("AffectedSOPClassUID", "")) != abstract:
+                    status = SOP_CLASS_NOT_SUPPORTED
+                    refused = (
+                        wire.c_find_rsp(abstract, message_id, status, False)
+                        if find
+                        else wire.c_move_rsp(abstract, message_id, status, None, False)
+                    )
+                    await self._respond(context_id, refused, writer, deadline)
+                elif find:
+                    await self._find(
+                        _Request(context_id, abstract, syntax, message_id),
+                        identifier,
+                        writer,
+                        deadline,
+                    )
                 else:
-                    await self._move(context_id, command, identifier, writer, deadline)
+                    await self._move(
+                        _Request(context_id, abstract, syntax, message_id),
+                        str(command.get("MoveDestination", "")),
+                        identifier,
+                        writer,
+                        deadline,
+                    )
         except (TimeoutError, ConnectionError) as error:
             logger.warning(
                 "Responses to %s could not be sent (%s); association aborted",
@@ -804,27 +827,16 @@ class LoopSession:
 
     async def _find(
         self,
-        context_id: int,
-        command: Dataset,
+        request: _Request,
         identifier: bytes,
         writer: asyncio.StreamWriter,
         deadline: asyncio.Timeout,
     ) -> None:
-        abstract, syntax = self._plan.accepted[context_id]
-        message_id = int(command.MessageID)
-        if not self._same_class(command, abstract):
-            await self._respond(
-                context_id,
-                wire.c_find_rsp(abstract, message_id, SOP_CLASS_NOT_SUPPORTED, False),
-                writer,
-                deadline,
-            )
-            return
         responses = self._gate.find.responses(
             self._plan.calling_ae_title,
-            abstract,
-            lambda: _decoded(identifier, syntax),
-            syntax,
+            request.abstract,
+            lambda: _decoded(identifier, request.syntax),
+            request.syntax,
             self._cancelled.is_set,
         )
         async with aclosing(responses):
@@ -832,55 +844,47 @@ class LoopSession:
                 messages = [
                     (
                         wire.c_find_rsp(
-                            abstract, message_id, status, encoded is not None
+                            request.abstract,
+                            request.message_id,
+                            status,
+                            encoded is not None,
                         ),
                         encoded,
                     )
                     for status, encoded in batch
                 ]
-                await self._respond_all(context_id, messages, writer, deadline)
+                await self._respond_all(request.context_id, messages, writer, deadline)
 
     async def _move(
         self,
-        context_id: int,
-        command: Dataset,
+        request: _Request,
+        destination: str,
         identifier: bytes,
         writer: asyncio.StreamWriter,
         deadline: asyncio.Timeout,
     ) -> None:
-        abstract, syntax = self._plan.accepted[context_id]
-        message_id = int(command.MessageID)
-        if not self._same_class(command, abstract):
-            await self._respond(
-                context_id,
-                wire.c_move_rsp(
-                    abstract, message_id, SOP_CLASS_NOT_SUPPORTED, None, False
-                ),
-                writer,
-                deadline,
-            )
-            return
         responses = self._gate.move.responses(
             self._plan.calling_ae_title,
-            abstract,
-            message_id,
-            str(command.get("MoveDestination", "")),
-            lambda: _decoded(identifier, syntax),
+            request.abstract,
+            request.message_id,
+            destination,
+            lambda: _decoded(identifier, request.syntax),
             self._cancelled,
         )
         # Closed when this task ends early: the sub-operations stop too.
         async with aclosing(responses):
             async for status, counts, failed in responses:
-                encoded = None if failed is None else _encoded(failed, syntax)
+                encoded = None if failed is None else _encoded(failed, request.syntax)
                 command_set = wire.c_move_rsp(
-                    abstract, message_id, status, counts, encoded is not None
+                    request.abstract,
+                    request.message_id,
+                    status,
+                    counts,
+                    encoded is not None,
                 )
-                await self._respond(context_id, command_set, writer, deadline, encoded)
-
-    @staticmethod
-    def _same_class(command: Dataset, abstract: str) -> bool:
-        """PS3.8 7.1.1.13: a context's messages are of its abstract syntax."""
-        return str(command.get("AffectedSOPClassUID", "")) == abstract
+                await self._respond(
+                    request.context_id, command_set, writer, deadline, encoded
+                )
 
     async def _respond(
         self,
@@ -952,6 +956,16 @@ def _echoable(value: object) -> str | None:
     if not text.isascii() or len(text) > 64:
         return None
     return text
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The request a C-FIND or C-MOVE answers: where and in what syntax."""
+
+    context_id: int
+    abstract: str
+    syntax: str
+    message_id: int
 
 
 class _Aborted(Exception):
