@@ -15,11 +15,16 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pynetdicom import AE, _config, evt
+from pynetdicom.association import Association
 from pynetdicom.events import Event
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.transport import (
+    AssociationSocket,
+    RequestHandler,
+    ThreadedAssociationServer,
+)
 
 from archive.peers import PeerDirectory
 from archive.service import Archive
@@ -32,7 +37,7 @@ from dimse.c_find import PAGE_SIZE, FindHandler
 from dimse.c_get import GetHandler
 from dimse.c_move import MoveHandler, MoveService, MoveSourceAE
 from dimse.c_store import StoreHandler
-from dimse.loop_scp import AssociationGate
+from dimse.loop_scp import MAX_REQUEST_BYTES, AssociationGate
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +101,49 @@ def _on_released(event: Event) -> None:
 
 def _on_aborted(event: Event) -> None:
     logger.info("Association aborted with %s at %s:%d", *_peer(event))
+
+
+class _BoundedSocket(AssociationSocket):
+    """pynetdicom's association socket, refusing to read an oversized PDU.
+
+    pynetdicom reads whatever PDU length a peer announces before it looks at
+    it; this socket reads no more at once than ``limit`` (the Maximum Length
+    announced, or the largest association request the gate takes) and ends
+    the association instead, so that no peer makes the archive hold more.
+    """
+
+    limit = 0  # 0: no limit
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        """Read ``nr_bytes``; nothing past the limit, which ends the association.
+
+        pynetdicom takes a PDU shorter than announced as the connection
+        closing (PS3.8 Evt17) and aborts the association.
+        """
+        if self.limit and nr_bytes > self.limit:
+            logger.warning(
+                "A peer announced a %d-byte PDU, over the %d bytes this listener "
+                "takes; association aborted",
+                nr_bytes,
+                self.limit,
+            )
+            return bytearray()
+        return super().recv(nr_bytes)
+
+
+class _BoundedRequestHandler(RequestHandler):
+    """pynetdicom's request handler, with a ``_BoundedSocket`` for the association."""
+
+    def _create_association(self) -> Association:
+        assoc = super()._create_association()
+        socket_ = assoc.dul.socket
+        if isinstance(socket_, AssociationSocket):
+            # pynetdicom builds the socket itself; only its reads change.
+            socket_.__class__ = _BoundedSocket
+            maximum = int(self.ae.maximum_pdu_size or 0)
+            bounded = cast(_BoundedSocket, socket_)
+            bounded.limit = max(maximum, MAX_REQUEST_BYTES) if maximum else 0
+        return assoc
 
 
 class GatedServer(ThreadedAssociationServer):
@@ -252,6 +300,7 @@ class DimseListener:
             (config.host, config.port),
             evt_handlers=self._handlers(),
             server_class=server_class,
+            request_handler=_BoundedRequestHandler,
         )
         assert isinstance(server, GatedServer)
         server.gate = self._gate

@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 # A C-STORE data set larger than this waits in an encrypted temporary file.
 SPOOL_BYTES = 8 << 20
-# An A-ASSOCIATE-RQ larger than this goes to pynetdicom (128 contexts fit).
+# An A-ASSOCIATE-RQ larger than this is refused unread (128 contexts fit).
 MAX_REQUEST_BYTES = 1 << 16
 # How often a connection still being read checks that the listener goes on.
 _STOP_CHECK_S = 0.2
@@ -185,7 +185,8 @@ def peek_request(
 ) -> bytes | None:
     """The whole first PDU if it is an A-ASSOCIATE-RQ, left unread on the socket.
 
-    None when the first PDU is another (pynetdicom answers it). Each peek
+    None when the first PDU is another (pynetdicom answers it). An
+    association request over ``MAX_REQUEST_BYTES`` is ``Unserved``. Each peek
     waits, without spinning, until the bytes it wants are there (SO_RCVLOWAT).
     Raises ``Unserved`` when the peer closes, sends no whole request within
     ``timeout_s`` (the ARTIM timer, PS3.8 9.1.5) or ``stopping`` is set.
@@ -208,7 +209,13 @@ def peek_request(
             if len(head) < wanted:
                 raise Unserved("closed before a whole association request")
             kind, length = wire.PDU_HEADER.unpack_from(head)
-            if kind != wire.ASSOCIATE_RQ or length > MAX_REQUEST_BYTES:
+            if kind == wire.ASSOCIATE_RQ and length > MAX_REQUEST_BYTES:
+                # 128 presentation contexts fit in far less; not read at all.
+                raise Unserved(
+                    f"an association request of {length} bytes, over the "
+                    f"{MAX_REQUEST_BYTES} taken"
+                )
+            if kind != wire.ASSOCIATE_RQ:
                 return None
             if len(head) == wire.PDU_HEADER.size + length:
                 return head

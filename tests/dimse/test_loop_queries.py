@@ -530,3 +530,41 @@ def test_a_pdu_over_the_announced_maximum_length_is_aborted(
     requester.send(wire.PDU_HEADER.pack(wire.P_DATA, (1 << 20) + 1))
     kind, _ = requester.read_pdu()
     assert kind == wire.ABORT
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the archive closes ``sock`` within ``seconds`` (reading what comes)."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_an_oversized_pdu_on_a_pynetdicom_association_drops_it(
+    server: RunningServer,
+) -> None:
+    # A C-GET context sends the association to pynetdicom's path.
+    proposed = {1: build_context(STUDY_ROOT_GET, [ExplicitVRLittleEndian])}
+    with socket.create_connection(("127.0.0.1", server.dimse_port), 30) as sock:
+        sock.sendall(_associate_request("RAWGET", server.ae_title, proposed))
+        accepted, _ = _negotiated(_read_pdu(sock), proposed)
+        assert accepted
+        # 300 MB announced: not read into memory, the connection is dropped.
+        sock.sendall(wire.PDU_HEADER.pack(wire.P_DATA, 300_000_000) + bytes(1000))
+        assert _closed_within(sock, 10)
+
+
+def test_an_oversized_association_request_is_not_read(server: RunningServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.dimse_port), 30) as sock:
+        sock.sendall(wire.PDU_HEADER.pack(wire.ASSOCIATE_RQ, 600_000_000) + bytes(1000))
+        assert _closed_within(sock, 10)
+    # And the archive still serves.
+    with associate(
+        server, contexts_for([(STUDY_ROOT_FIND, ExplicitVRLittleEndian)])
+    ) as assoc:
+        assert assoc.is_established
