@@ -770,8 +770,13 @@ class LoopSession:
         try:
             status = await self._gate.store(self._plan, command, upload)
         finally:
-            upload.close()
             self._upload = None
+            if upload.spooled:
+                # An ingest that timed out may still be reading the file: its
+                # close waits for that read, off the loop.
+                await asyncio.to_thread(upload.close)
+            else:
+                upload.close()
         # The UIDs are echoed only when they can be (PS3.7 9.3.1.2: optional).
         response = wire.c_store_rsp(
             _echoable(command.get("AffectedSOPClassUID")),
