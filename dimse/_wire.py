@@ -35,6 +35,9 @@ COMMAND, LAST = 0x01, 0x02
 # PS3.8 D.1: a Maximum Length counts the PDV items, each with 6 bytes of its
 # own (item length, presentation context ID, message control header).
 PDV_OVERHEAD = 6
+# The largest PDU other than P-DATA-TF this archive reads: an association
+# request with 128 presentation contexts fits.
+MAX_CONTROL_PDU_BYTES = 1 << 16
 # Fragments sent to a peer that sets no Maximum Length (0).
 UNLIMITED_FRAGMENT = 1 << 20
 

@@ -38,7 +38,8 @@ from dimse._contexts import (
     VERIFICATION,
 )
 from dimse.c_move import is_ae_title
-from dimse.loop_scp import _close, plan_association
+from dimse.loop_scp import plan_association
+from dimse.loop_session import _close
 from dimse.store_scu import (
     StoreAssociationError,
     _associate_request,

@@ -1,4 +1,4 @@
-"""Associations served on the event loop (dimse.loop_scp): storage and the gate.
+"""Associations served on the event loop (dimse.loop_scp, dimse.loop_session).
 
 Which associations the gate takes (the rest stay pynetdicom's), and how the
 archive's own path answers a peer that breaks PS3.8: an A-ABORT, with nothing
@@ -44,7 +44,8 @@ from archive.service import Archive
 from dimse import _wire as wire
 from dimse._contexts import STUDY_ROOT_GET, VERIFICATION
 from dimse.listener import DimseListener, ListenerConfig
-from dimse.loop_scp import SPOOL_BYTES, Upload, plan_association
+from dimse.loop_scp import plan_association
+from dimse.loop_session import SPOOL_BYTES, Upload
 from dimse.store_scu import (
     StoreAssociation,
     StoreAssociationError,
