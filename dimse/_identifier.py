@@ -36,7 +36,7 @@ _CONTROL_KEYS = frozenset(
     }
 )
 # VRs whose values are ASCII whatever the character set (PS3.5 6.2).
-_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _PATIENT_ROOT_LEVELS = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.IMAGE)
 _STUDY_ROOT_LEVELS = (Level.STUDY, Level.SERIES, Level.IMAGE)
@@ -119,7 +119,7 @@ def _decoded(data: bytes, tag: BaseTag, vr: str, charsets: Sequence[str]) -> str
     sides. A U+FFFD in the result marks bytes the declared character set has
     no character for: matching them would find nothing, or the wrong thing.
     """
-    if vr in _ASCII_VRS:
+    if vr in ASCII_VRS:
         text = data.decode("ascii", errors="replace")
     else:
         text = decode_value(data, charsets, vr)
@@ -139,7 +139,7 @@ def _text(identifier: Dataset, tag: BaseTag, vr: str, charsets: Sequence[str]) -
     raw = identifier.get_item(tag, keep_deferred=True)
     if vr in _BINARY_VRS or (isinstance(raw, RawDataElement) and not raw.value):
         return ""
-    if isinstance(raw, RawDataElement) and (vr in _ASCII_VRS or vr in TEXT_VRS):
+    if isinstance(raw, RawDataElement) and (vr in ASCII_VRS or vr in TEXT_VRS):
         return _decoded(raw.value, tag, vr, charsets).strip(" \x00")
     try:
         value = identifier[tag].value

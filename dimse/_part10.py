@@ -38,8 +38,3 @@ def part10_header(meta: FileMetaDataset) -> bytes:
     buffer.write(_PREAMBLE)
     write_file_meta_info(buffer, meta, enforce_standard=True)
     return buffer.getvalue()
-
-
-def part10_bytes(meta: FileMetaDataset, encoded_dataset: bytes) -> bytes:
-    """Preamble, prefix and meta group, then the data set exactly as received."""
-    return part10_header(meta) + encoded_dataset

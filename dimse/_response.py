@@ -14,10 +14,14 @@ from pydicom import config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.uid import UID
 from pydicom.valuerep import PersonName
+from pynetdicom.dsutils import encode
 
 from archive.attributes import Level
+from archive.charset import TEXT_VRS
 from dimse._identifier import (
+    ASCII_VRS,
     QUERY_RETRIEVE_LEVEL,
     RETRIEVE_AE_TITLE,
     SPECIFIC_CHARACTER_SET,
@@ -92,14 +96,10 @@ def _element(key: RequestedKey, attribute: dict[str, Any]) -> DataElement:
         return _empty(key)
 
 
+# VRs that pydicom writes without the character set (PS3.5 6.1.2.3).
+_UNCONVERTED_VRS = ASCII_VRS | {"UR"}
 # VRs whose JSON values are strings (or numbers, for IS and DS).
-_STRING_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "SH", "ST", "TM", "UC"}
-    | {"UI", "UR", "UT"}
-)
-# Those that pydicom writes without the character set (PS3.5 6.1.2.3).
-_UNCONVERTED_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM"})
-_UNCONVERTED_VRS |= frozenset({"UI", "UR"})
+_STRING_VRS = _UNCONVERTED_VRS | (TEXT_VRS - {"PN"})
 
 
 def _text_values(value: Any) -> list[str]:
@@ -110,6 +110,17 @@ def _text_values(value: Any) -> list[str]:
     if isinstance(value, bytes):
         return [value.decode("utf-8", "replace")]
     return []
+
+
+def encode_identifier(identifier: Dataset, transfer_syntax: str) -> bytes | None:
+    """An identifier encoded in ``transfer_syntax``; None if pydicom cannot."""
+    syntax = UID(transfer_syntax)
+    return encode(
+        identifier,
+        syntax.is_implicit_VR,
+        syntax.is_little_endian,
+        syntax.is_deflated,
+    )
 
 
 def has_non_ascii_text(ds: Dataset) -> bool:
@@ -148,13 +159,10 @@ def response_identifier(
 # Transfer syntaxes whose identifiers are written straight from the match.
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
-# Text VRs written from JSON strings (numbers for IS), and the binary ones.
-_TEXT_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DT", "IS", "LO", "LT", "SH", "ST", "TM", "UC", "UI"}
-    | {"UR", "UT"}
-)
-_BINARY_FORMATS = {"US": "<H", "SS": "<h", "UL": "<L", "SL": "<l"}
-_BINARY_FORMATS |= {"FL": "<f", "FD": "<d"}
+# Text VRs the direct writer takes (a DS number's text is pydicom's to
+# choose), and the struct formats of the binary ones.
+_TEXT_VRS = _STRING_VRS - {"DS"}
+_BINARY_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
 # PS3.5 7.1.2: these VRs have a 4-byte length in Explicit VR.
 _LONG_LENGTH_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC"})
 _LONG_LENGTH_VRS |= frozenset({"UN", "UR", "UT"})
@@ -194,7 +202,7 @@ def _value_bytes(vr: str, values: list[Any]) -> tuple[bytes, bool]:
         ):
             raise _Unwritable(f"{vr} value that is no number")
         try:
-            packed = struct.pack(f"<{len(values)}{_BINARY_FORMATS[vr][1]}", *values)
+            packed = struct.pack(f"<{len(values)}{_BINARY_FORMATS[vr]}", *values)
         except (struct.error, OverflowError) as error:
             raise _Unwritable(str(error)) from None
         return packed, False
@@ -229,8 +237,9 @@ def write_response_identifier(
     """``response_identifier`` encoded, written straight from the match.
 
     The same elements and bytes as pydicom writes for the data set
-    ``response_identifier`` builds (tests compare them), without building it. None when pydicom has to: a transfer syntax other than Implicit
-    or Explicit VR Little Endian, a sequence, or a value of another kind.
+    ``response_identifier`` builds (tests compare them), without building
+    it. None when pydicom has to: a transfer syntax other than Implicit or
+    Explicit VR Little Endian, a sequence, or a value of another kind.
     """
     if transfer_syntax not in (_IMPLICIT_LE, _EXPLICIT_LE):
         return None

@@ -2,8 +2,9 @@
 
 What the archive's own association paths send and read: P-DATA-TF PDUs of one
 PDV each, the release and abort PDUs, and the C-STORE, C-ECHO, C-FIND and
-C-MOVE command sets in Implicit VR Little Endian. The association PDUs (A-ASSOCIATE-RQ/AC) are
-pynetdicom's encoders, given this archive's User Information items.
+C-MOVE command sets in Implicit VR Little Endian. The association PDUs
+(A-ASSOCIATE-RQ/AC) are pynetdicom's encoders, given this archive's User
+Information items.
 """
 
 from __future__ import annotations
@@ -231,17 +232,22 @@ def c_store_rsp(
     return _command(elements)
 
 
+def _response(
+    field: int, sop_class_uid: str, message_id: int, status: int, identifier: bool
+) -> list[bytes]:
+    """The elements every C-ECHO, C-FIND and C-MOVE response starts with."""
+    return [
+        _element(0x00000002, _ui(sop_class_uid)),
+        _element(0x00000100, _us(field)),
+        _element(0x00000120, _us(message_id)),
+        _element(0x00000800, _us(_DATA_SET_PRESENT if identifier else NO_DATA_SET)),
+        _element(0x00000900, _us(status)),
+    ]
+
+
 def c_echo_rsp(sop_class_uid: str, message_id: int) -> bytes:
     """A C-ECHO-RSP command set with status Success (PS3.7 9.3.5.2)."""
-    return _command(
-        [
-            _element(0x00000002, _ui(sop_class_uid)),
-            _element(0x00000100, _us(C_ECHO_RSP)),
-            _element(0x00000120, _us(message_id)),
-            _element(0x00000800, _us(NO_DATA_SET)),
-            _element(0x00000900, _us(0x0000)),
-        ]
-    )
+    return _command(_response(C_ECHO_RSP, sop_class_uid, message_id, 0x0000, False))
 
 
 @dataclass(frozen=True)
@@ -263,13 +269,7 @@ def c_find_rsp(
 ) -> bytes:
     """A C-FIND-RSP command set (PS3.7 9.1.2.1); ``identifier`` says one follows."""
     return _command(
-        [
-            _element(0x00000002, _ui(sop_class_uid)),
-            _element(0x00000100, _us(C_FIND_RSP)),
-            _element(0x00000120, _us(message_id)),
-            _element(0x00000800, _us(_DATA_SET_PRESENT if identifier else NO_DATA_SET)),
-            _element(0x00000900, _us(status)),
-        ]
+        _response(C_FIND_RSP, sop_class_uid, message_id, status, identifier)
     )
 
 
@@ -281,13 +281,7 @@ def c_move_rsp(
     identifier: bool,
 ) -> bytes:
     """A C-MOVE-RSP command set (PS3.7 9.3.4.2); ``identifier`` says one follows."""
-    elements = [
-        _element(0x00000002, _ui(sop_class_uid)),
-        _element(0x00000100, _us(C_MOVE_RSP)),
-        _element(0x00000120, _us(message_id)),
-        _element(0x00000800, _us(_DATA_SET_PRESENT if identifier else NO_DATA_SET)),
-        _element(0x00000900, _us(status)),
-    ]
+    elements = _response(C_MOVE_RSP, sop_class_uid, message_id, status, identifier)
     if counts is not None:
         if counts.remaining is not None:
             elements.append(_element(0x00001020, _us(counts.remaining)))

@@ -13,8 +13,6 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import replace
 
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
-from pynetdicom.dsutils import encode
 from pynetdicom.events import Event
 
 from archive.errors import ArchiveError
@@ -23,7 +21,11 @@ from archive.service import Archive, SearchResult
 from dimse._bridge import LoopBridge
 from dimse._contexts import PATIENT_ROOT
 from dimse._identifier import FindRequest, parse_identifier
-from dimse._response import response_identifier, write_response_identifier
+from dimse._response import (
+    encode_identifier,
+    response_identifier,
+    write_response_identifier,
+)
 from dimse.errors import (
     CANCEL,
     PENDING,
@@ -189,13 +191,7 @@ class FindHandler:
         )
         if written is not None:
             return written
-        syntax = UID(transfer_syntax)
-        return encode(
-            self._identifier(match, request),
-            syntax.is_implicit_VR,
-            syntax.is_little_endian,
-            syntax.is_deflated,
-        )
+        return encode_identifier(self._identifier(match, request), transfer_syntax)
 
     def _request(
         self, sop_class: str, identifier: Callable[[], Dataset]

@@ -8,12 +8,13 @@ when all failed, 0xFE00 when cancelled) with the Failed SOP Instance UID
 List. The sub-operations run on a thread of their own, which blocks on the
 destination's answers, never the loop.
 
-On any other association pynetdicom drives the exchange: the handler yields the destination, then the
-number of sub-operations, then one data set per C-STORE sub-operation; it
-counts their outcomes and sends the final status (Success, 0xB000 when some
-failed, 0xA702 when all failed) with the Failed SOP Instance UID List. The
-association to the destination is the archive's own (``dimse.store_scu``),
-which sends each instance's stored bytes without decoding them.
+On any other association pynetdicom drives the exchange: the handler
+yields the destination, then the number of sub-operations, then one data
+set per C-STORE sub-operation; it counts their outcomes and sends the
+final status (Success, 0xB000 when some failed, 0xA702 when all failed)
+with the Failed SOP Instance UID List. The association to the destination
+is the archive's own (``dimse.store_scu``), which sends each instance's
+stored bytes without decoding them.
 
 A known destination that cannot be reached, refuses the association or
 accepts none of the proposed contexts is no unknown destination: every
@@ -118,9 +119,7 @@ class MoveSourceAE(AE):
 
 
 def _all_failed(instances: list[StoredInstance]) -> Dataset:
-    identifier = Dataset()
-    identifier.FailedSOPInstanceUIDList = [item.sop_instance_uid for item in instances]
-    return identifier
+    return _failed_list([item.sop_instance_uid for item in instances])
 
 
 class MoveHandler:
@@ -327,10 +326,9 @@ class MoveService:
             association = await asyncio.shield(connecting)
         except StoreAssociationError as error:
             _log_unreachable(caller, destination, peer, str(error), len(instances))
-            uids = [item.sop_instance_uid for item in instances]
             yield OUT_OF_RESOURCES_SUBOPERATIONS, SubOperations(
                 None, 0, len(instances), 0
-            ), _failed_list(uids)
+            ), _all_failed(instances)
             return
         except BaseException:
             # The requester went away while the destination was being reached.

@@ -28,6 +28,7 @@ from pynetdicom.transport import (
 
 from archive.peers import PeerDirectory
 from archive.service import Archive
+from dimse import _wire as wire
 from dimse._bridge import LoopBridge
 from dimse._contexts import accepted_contexts, in_requestor_order
 from dimse._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -37,7 +38,7 @@ from dimse.c_find import PAGE_SIZE, FindHandler
 from dimse.c_get import GetHandler
 from dimse.c_move import MoveHandler, MoveService, MoveSourceAE
 from dimse.c_store import StoreHandler
-from dimse.loop_scp import MAX_REQUEST_BYTES, AssociationGate
+from dimse.loop_scp import AssociationGate
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class _BoundedRequestHandler(RequestHandler):
             socket_.__class__ = _BoundedSocket
             maximum = int(self.ae.maximum_pdu_size or 0)
             bounded = cast(_BoundedSocket, socket_)
-            bounded.limit = max(maximum, MAX_REQUEST_BYTES) if maximum else 0
+            bounded.limit = max(maximum, wire.MAX_CONTROL_PDU_BYTES) if maximum else 0
         return assoc
 
 

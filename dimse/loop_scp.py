@@ -51,8 +51,6 @@ from dimse.loop_session import LoopSession, Upload
 
 logger = logging.getLogger(__name__)
 
-# An A-ASSOCIATE-RQ larger than this is refused unread (128 contexts fit).
-MAX_REQUEST_BYTES = wire.MAX_CONTROL_PDU_BYTES
 # How often a connection still being read checks that the listener goes on.
 _STOP_CHECK_S = 0.2
 # PS3.8 9.3.3.2 presentation context results.
@@ -93,8 +91,8 @@ def plan_association(request: A_ASSOCIATE) -> AssociationPlan | None:
     """The plan for a plain association, or None to leave it to pynetdicom.
 
     Plain: the DICOM application context, only Storage, Verification, FIND
-    and MOVE among the abstract syntaxes this listener serves, and no user information but
-    the Maximum Length and implementation items. Each context gets the
+    and MOVE among the abstract syntaxes this listener serves, and no user
+    information but the Maximum Length and implementation items. Each context gets the
     caller's first proposed transfer syntax that the listener supports for it
     (as pynetdicom does here, see ``in_requestor_order``).
     """
@@ -174,8 +172,9 @@ def peek_request(
     """The whole first PDU if it is an A-ASSOCIATE-RQ, left unread on the socket.
 
     None when the first PDU is another (pynetdicom answers it). An
-    association request over ``MAX_REQUEST_BYTES`` is ``Unserved``. Each peek
-    waits, without spinning, until the bytes it wants are there (SO_RCVLOWAT).
+    association request over ``wire.MAX_CONTROL_PDU_BYTES`` is ``Unserved``.
+    Each peek waits, without spinning, until the bytes it wants are there
+    (SO_RCVLOWAT).
     Raises ``Unserved`` when the peer closes, sends no whole request within
     ``timeout_s`` (the ARTIM timer, PS3.8 9.1.5) or ``stopping`` is set.
     """
@@ -197,11 +196,11 @@ def peek_request(
             if len(head) < wanted:
                 raise Unserved("closed before a whole association request")
             kind, length = wire.PDU_HEADER.unpack_from(head)
-            if kind == wire.ASSOCIATE_RQ and length > MAX_REQUEST_BYTES:
+            if kind == wire.ASSOCIATE_RQ and length > wire.MAX_CONTROL_PDU_BYTES:
                 # 128 presentation contexts fit in far less; not read at all.
                 raise Unserved(
                     f"an association request of {length} bytes, over the "
-                    f"{MAX_REQUEST_BYTES} taken"
+                    f"{wire.MAX_CONTROL_PDU_BYTES} taken"
                 )
             if kind != wire.ASSOCIATE_RQ:
                 return None

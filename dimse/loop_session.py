@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
-from pynetdicom.dsutils import decode, encode
+from pynetdicom.dsutils import decode
 
 from dimse import _wire as wire
 from dimse._contexts import FIND_SOP_CLASSES, MOVE_SOP_CLASSES, VERIFICATION
+from dimse._response import encode_identifier
 from dimse.errors import SOP_CLASS_NOT_SUPPORTED
 from storage.spool import SpooledCipherFile
 
@@ -100,11 +101,8 @@ class LoopSession:
         self._plan = plan
         self._address = address
         self._writer: asyncio.StreamWriter | None = None
-        # The C-FIND or C-MOVE running, its Message ID and its cancel flag.
-        self._operation: asyncio.Task[None] | None = None
-        self._operation_id = -1
-        self._operation_context = 0
-        self._cancelled = threading.Event()
+        # The C-FIND or C-MOVE started last (running or done).
+        self._operation: _Running | None = None
         # Set once this side aborts: nothing more is read or answered.
         self._aborted = False
         # The data set of the C-STORE arriving now.
@@ -158,13 +156,14 @@ class LoopSession:
         except _Aborted:
             logger.info("Association aborted with %s at %s:%d", *who)
         except _AbortedHere:
-            pass  # logged where it was decided
+            # Why was logged where it was decided; this closes the account.
+            logger.debug("Association with %s at %s:%d closed after abort", *who)
         except Exception:
             logger.exception("Association with %s at %s:%d failed; aborted", *who)
             last = wire.abort(_PROVIDER, 0)
         finally:
             if self._operation is not None:
-                self._operation.cancel()
+                self._operation.task.cancel()
             if self._upload is not None:
                 self._upload.close()
             self._gate.end(self)
@@ -172,7 +171,7 @@ class LoopSession:
                 _close(writer, last)
 
     def _busy(self) -> bool:
-        return self._operation is not None and not self._operation.done()
+        return self._operation is not None and not self._operation.task.done()
 
     async def _read_pdu(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
         timeout_s = self._gate.timeout_s()
@@ -279,7 +278,7 @@ class LoopSession:
             return context_id, command
         if field == wire.C_ECHO_RQ and not has_data and abstract == VERIFICATION:
             response = wire.c_echo_rsp(abstract, int(command.MessageID))
-            await self._send(context_id, response, writer)
+            await self._respond(context_id, response, writer)
             return None
         raise wire.WireError(
             f"Command 0x{field:04X} is not served on presentation context "
@@ -291,23 +290,25 @@ class LoopSession:
 
         It names the request by Message ID and comes on the request's context.
         """
+        running = self._operation
         if (
-            self._busy()
-            and message_id == self._operation_id
-            and context_id == self._operation_context
+            running is not None
+            and not running.task.done()
+            and message_id == running.request.message_id
+            and context_id == running.request.context_id
         ):
             logger.info(
                 "C-CANCEL from %s for message %d",
                 self._plan.calling_ae_title,
                 message_id,
             )
-            self._cancelled.set()
+            running.cancelled.set()
         else:
             logger.debug("C-CANCEL for message %d, not running: ignored", message_id)
 
     async def _finish_operation(self) -> None:
         if self._operation is not None:
-            await self._operation
+            await self._operation.task
             self._operation = None
 
     async def _on_data_set(
@@ -318,12 +319,13 @@ class LoopSession:
         writer: asyncio.StreamWriter,
     ) -> None:
         """Start the C-FIND or C-MOVE whose identifier has arrived."""
-        self._operation_id = int(command.MessageID)
-        self._operation_context = context_id
-        self._cancelled = threading.Event()
-        self._operation = asyncio.create_task(
-            self._run_operation(context_id, command, data_set, writer)
+        abstract, syntax = self._plan.accepted[context_id]
+        request = _Request(context_id, abstract, syntax, int(command.MessageID))
+        cancelled = threading.Event()
+        task = asyncio.create_task(
+            self._run_operation(request, command, data_set, cancelled, writer)
         )
+        self._operation = _Running(request, task, cancelled)
 
     async def _on_store(
         self,
@@ -349,45 +351,35 @@ class LoopSession:
             int(command.MessageID),
             status,
         )
-        await self._send(context_id, response, writer)
+        await self._respond(context_id, response, writer)
 
     async def _run_operation(
         self,
-        context_id: int,
+        request: _Request,
         command: Dataset,
         identifier: bytes,
+        cancelled: threading.Event,
         writer: asyncio.StreamWriter,
     ) -> None:
         """A C-FIND or C-MOVE with its responses; a failure to send aborts."""
-        abstract, syntax = self._plan.accepted[context_id]
-        message_id = int(command.MessageID)
         find = command.CommandField == wire.C_FIND_RQ
         try:
-            async with asyncio.timeout(None) as deadline:
-                # PS3.8 7.1.1.13: a context's messages are of its abstract syntax.
-                if str(command.get("AffectedSOPClassUID", "")) != abstract:
-                    status = SOP_CLASS_NOT_SUPPORTED
-                    refused = (
-                        wire.c_find_rsp(abstract, message_id, status, False)
-                        if find
-                        else wire.c_move_rsp(abstract, message_id, status, None, False)
+            # PS3.8 7.1.1.13: a context's messages are of its abstract syntax.
+            if str(command.get("AffectedSOPClassUID", "")) != request.abstract:
+                status, abstract = SOP_CLASS_NOT_SUPPORTED, request.abstract
+                refused = (
+                    wire.c_find_rsp(abstract, request.message_id, status, False)
+                    if find
+                    else wire.c_move_rsp(
+                        abstract, request.message_id, status, None, False
                     )
-                    await self._respond(context_id, refused, writer, deadline)
-                elif find:
-                    await self._find(
-                        _Request(context_id, abstract, syntax, message_id),
-                        identifier,
-                        writer,
-                        deadline,
-                    )
-                else:
-                    await self._move(
-                        _Request(context_id, abstract, syntax, message_id),
-                        str(command.get("MoveDestination", "")),
-                        identifier,
-                        writer,
-                        deadline,
-                    )
+                )
+                await self._respond(request.context_id, refused, writer)
+            elif find:
+                await self._find(request, identifier, cancelled, writer)
+            else:
+                destination = str(command.get("MoveDestination", ""))
+                await self._move(request, destination, identifier, cancelled, writer)
         except (TimeoutError, ConnectionError) as error:
             logger.warning(
                 "Responses to %s could not be sent (%s); association aborted",
@@ -406,15 +398,15 @@ class LoopSession:
         self,
         request: _Request,
         identifier: bytes,
+        cancelled: threading.Event,
         writer: asyncio.StreamWriter,
-        deadline: asyncio.Timeout,
     ) -> None:
         responses = self._gate.find.responses(
             self._plan.calling_ae_title,
             request.abstract,
             lambda: _decoded(identifier, request.syntax),
             request.syntax,
-            self._cancelled.is_set,
+            cancelled.is_set,
         )
         async with aclosing(responses):
             async for batch in responses:
@@ -430,15 +422,15 @@ class LoopSession:
                     )
                     for status, encoded in batch
                 ]
-                await self._respond_all(request.context_id, messages, writer, deadline)
+                await self._respond_all(request.context_id, messages, writer)
 
     async def _move(
         self,
         request: _Request,
         destination: str,
         identifier: bytes,
+        cancelled: threading.Event,
         writer: asyncio.StreamWriter,
-        deadline: asyncio.Timeout,
     ) -> None:
         responses = self._gate.move.responses(
             self._plan.calling_ae_title,
@@ -446,12 +438,16 @@ class LoopSession:
             request.message_id,
             destination,
             lambda: _decoded(identifier, request.syntax),
-            self._cancelled,
+            cancelled,
         )
         # Closed when this task ends early: the sub-operations stop too.
         async with aclosing(responses):
             async for status, counts, failed in responses:
-                encoded = None if failed is None else _encoded(failed, request.syntax)
+                encoded = (
+                    None
+                    if failed is None
+                    else encode_identifier(failed, request.syntax)
+                )
                 command_set = wire.c_move_rsp(
                     request.abstract,
                     request.message_id,
@@ -459,29 +455,28 @@ class LoopSession:
                     counts,
                     encoded is not None,
                 )
-                await self._respond(
-                    request.context_id, command_set, writer, deadline, encoded
-                )
+                await self._respond(request.context_id, command_set, writer, encoded)
 
     async def _respond(
         self,
         context_id: int,
         command: bytes,
         writer: asyncio.StreamWriter,
-        deadline: asyncio.Timeout,
         identifier: bytes | None = None,
     ) -> None:
-        """Send one response; the requester has the DIMSE timeout to take it."""
-        await self._respond_all(context_id, [(command, identifier)], writer, deadline)
+        """Send one response (command, then identifier if any)."""
+        await self._respond_all(context_id, [(command, identifier)], writer)
 
     async def _respond_all(
         self,
         context_id: int,
         messages: list[tuple[bytes, bytes | None]],
         writer: asyncio.StreamWriter,
-        deadline: asyncio.Timeout,
     ) -> None:
-        """Send responses (command, identifier) in one write, within the timeout."""
+        """Send responses in one write; the peer has the DIMSE timeout to take them.
+
+        Raises ``TimeoutError`` when it does not.
+        """
         max_pdu = self._plan.peer_max_pdu
         writer.write(
             b"".join(
@@ -489,17 +484,8 @@ class LoopSession:
                 for command, identifier in messages
             )
         )
-        deadline.reschedule(asyncio.get_running_loop().time() + self._gate.timeout_s())
-        await writer.drain()
-        deadline.reschedule(None)
-
-    async def _send(
-        self, context_id: int, command: bytes, writer: asyncio.StreamWriter
-    ) -> None:
-        writer.write(
-            wire.p_data_pdus(context_id, wire.COMMAND, command, self._plan.peer_max_pdu)
-        )
-        await writer.drain()
+        async with asyncio.timeout(self._gate.timeout_s()):
+            await writer.drain()
 
 
 def _decoded(identifier: bytes, syntax: str) -> Dataset:
@@ -511,12 +497,6 @@ def _decoded(identifier: bytes, syntax: str) -> Dataset:
         uid.is_little_endian,
         uid.is_deflated,
     )
-
-
-def _encoded(identifier: Dataset, syntax: str) -> bytes | None:
-    """A response's identifier in the context's transfer syntax; None if it cannot be."""
-    uid = UID(syntax)
-    return encode(identifier, uid.is_implicit_VR, uid.is_little_endian, uid.is_deflated)
 
 
 def _us_value(command: Dataset, keyword: str) -> int:
@@ -543,6 +523,15 @@ class _Request:
     abstract: str
     syntax: str
     message_id: int
+
+
+@dataclass(frozen=True)
+class _Running:
+    """A C-FIND or C-MOVE started on the association, which a C-CANCEL names."""
+
+    request: _Request
+    task: asyncio.Task[None]
+    cancelled: threading.Event
 
 
 class _Aborted(Exception):

@@ -58,7 +58,9 @@ class _CipherRaw(io.RawIOBase):
             stream.update(bytes(skip))
         return stream
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+    def write(  # type: ignore[override]
+        self, data: bytes | bytearray | memoryview
+    ) -> int:
         view = memoryview(data).cast("B")
         end = os.fstat(self._file.fileno()).st_size
         if self._position > end:

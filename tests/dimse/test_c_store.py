@@ -27,7 +27,7 @@ from pynetdicom.dsutils import encode
 from archive.errors import InvalidInstance
 from archive.parse import parse_instance
 from dimse._contexts import STUDY_ROOT_GET
-from dimse._part10 import file_meta, part10_bytes
+from dimse._part10 import file_meta, part10_header
 from dimse.c_store import check_context
 from dimse.errors import ContextMismatch
 from tests.conftest import (
@@ -455,9 +455,8 @@ def test_check_context_refuses_a_sop_class_the_context_did_not_negotiate() -> No
 
 def _check_encoding(data_set: bytes, transfer_syntax_uid: str) -> None:
     """Parse the data set as C-STORE files it: under its context's syntax."""
-    part10 = part10_bytes(
-        file_meta(CTImageStorage, "1.2.3.4", transfer_syntax_uid), data_set
-    )
+    meta = file_meta(CTImageStorage, "1.2.3.4", transfer_syntax_uid)
+    part10 = part10_header(meta) + data_set
     parse_instance(io.BytesIO(part10), len(part10))
 
 

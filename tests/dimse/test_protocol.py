@@ -34,7 +34,7 @@ from archive.errors import (
 from archive.peers import InvalidPeer, make_peer, parse_peer
 from dimse._bridge import LoopBridge
 from dimse._contexts import accepted_contexts, in_requestor_order
-from dimse._part10 import file_meta, part10_bytes
+from dimse._part10 import file_meta, part10_header
 from dimse._stored import stored_dataset
 from dimse.errors import (
     InvalidIdentifier,
@@ -106,12 +106,12 @@ def test_requestor_order_wins_over_ours() -> None:
     assert ordered.transfer_syntax == [JPEGBaseline8Bit, ExplicitVRLittleEndian]
 
 
-def test_part10_bytes_frame_the_dataset_unchanged() -> None:
+def test_part10_header_frames_the_dataset_unchanged() -> None:
     ds = make_ct()
     body = encode(ds, False, True)
     assert body is not None
     meta = file_meta(ds.SOPClassUID, ds.SOPInstanceUID, ExplicitVRLittleEndian)
-    data = part10_bytes(meta, body)
+    data = part10_header(meta) + body
     assert data.endswith(body)
     read = pydicom.dcmread(io.BytesIO(data))
     assert read.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
